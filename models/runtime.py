@@ -1,0 +1,218 @@
+"""Scoring with ONNX Runtime: texts in, topic and sentiment out. No torch, no transformers.
+
+The session is built once per process (provider, variant, threads); `Scorer.score` is then a pure
+function of the batch of texts. Texts are tokenized in one call to the Rust fast tokenizer, sorted
+by length and cut into sub-batches, each padded only to its own longest text: news mixes 6-word
+flashes with 60-word leads, and padding every flash to the longest lead would multiply the work.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.artifact import Artifact, load_artifact
+from models.errors import ArtifactError, ConfigError
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = ("auto", "cuda", "cpu")
+_ORT_PROVIDER = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+# Preferred variant per provider: fp16 runs on the GPU's tensor cores; int8 dynamic quantisation is
+# the fast path on CPU (fp16 on the CPU provider is emulated and slow).
+DEFAULT_VARIANT = {"cuda": "fp16", "cpu": "int8"}
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    topic: str
+    topic_confidence: float
+    sentiment: str
+    sentiment_probs: dict[str, float]
+    score: float  # p(positive) - p(negative), in [-1, 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "topic_confidence": self.topic_confidence,
+            "sentiment": self.sentiment,
+            "sentiment_probs": self.sentiment_probs,
+            "score": self.score,
+        }
+
+
+def gpu_present() -> bool:
+    """True when the CUDA driver reports at least one device.
+
+    onnxruntime-gpu lists CUDAExecutionProvider as available even on machines without a GPU, so
+    the provider list alone cannot decide; asking the driver is cheap and loads no CUDA runtime.
+    """
+    for name in ("libcuda.so.1", "libcuda.so"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        try:
+            if lib.cuInit(0) != 0:
+                return False
+            if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+                return False
+        except AttributeError:
+            return False
+        return count.value > 0
+    return False
+
+
+def resolve_provider(requested: str, available: Sequence[str], has_gpu: bool) -> str:
+    """Pick "cuda" or "cpu" for a requested provider ("auto" | "cuda" | "cpu")."""
+    if requested not in PROVIDERS:
+        raise ConfigError(f"provider must be one of {', '.join(PROVIDERS)}, got {requested!r}")
+    cuda_ok = has_gpu and _ORT_PROVIDER["cuda"] in available
+    if requested == "auto":
+        return "cuda" if cuda_ok else "cpu"
+    if requested == "cuda" and not cuda_ok:
+        why = "no CUDA device found" if not has_gpu else "this onnxruntime build has no CUDA provider"
+        log.warning("provider 'cuda' requested but %s; falling back to the CPU provider", why)
+        return "cpu"
+    return requested
+
+
+def pick_variant(artifact: Artifact, provider: str, requested: str | None) -> str:
+    if requested:
+        artifact.variant_path(requested)  # raises with the list of variants it has
+        return requested
+    for variant in (DEFAULT_VARIANT[provider], "fp32", *artifact.variants):
+        if variant in artifact.variants:
+            return variant
+    raise ArtifactError(f"{artifact.path}: no usable ONNX variant")
+
+
+class Scorer:
+    """An ONNX Runtime session over one artifact, with its tokenizer and labels."""
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        *,
+        provider: str = "auto",
+        variant: str | None = None,
+        threads: int | None = None,
+        sub_batch: int | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.artifact = artifact
+        self.requested_provider = provider
+        self.provider = resolve_provider(provider, ort.get_available_providers(), gpu_present())
+        self.variant = pick_variant(artifact, self.provider, variant)
+        self.topic_labels = artifact.topic_labels
+        self.sentiment_labels = artifact.sentiment_labels
+        self._neg = self.sentiment_labels.index("negative")
+        self._pos = self.sentiment_labels.index("positive")
+        self.max_length = int(max_length or artifact.max_length)
+        # CPU: small sub-batches keep the padded matrix in cache; GPU: large ones fill the device.
+        self.sub_batch = int(sub_batch or (256 if self.provider == "cuda" else 32))
+
+        try:
+            self.tokenizer = Tokenizer.from_file(str(artifact.tokenizer_path))
+        except Exception as exc:  # the tokenizers library raises plain Exception subclasses
+            raise ArtifactError(f"{artifact.tokenizer_path}: cannot load tokenizer: {exc}") from exc
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_length)
+        pad = artifact.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.token_to_id("[PAD]")
+        self.pad_id = int(pad or 0)
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        providers: list[Any] = [_ORT_PROVIDER[self.provider]]
+        if self.provider == "cuda":
+            providers.append(_ORT_PROVIDER["cpu"])
+        model_path = artifact.variant_path(self.variant)
+        try:
+            self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ArtifactError(
+                f"{model_path}: ONNX Runtime cannot load the {self.variant} model: {exc}"
+            ) from exc
+        if self.provider == "cuda" and self.session.get_providers()[0] != _ORT_PROVIDER["cuda"]:
+            log.warning("CUDA provider failed to initialise; using the CPU provider")
+            self.provider = "cpu"
+        self._input_names = {i.name for i in self.session.get_inputs()}
+        log.info(
+            "model %s loaded: provider=%s variant=%s file=%s",
+            self.version,
+            self.provider,
+            self.variant,
+            model_path.name,
+        )
+
+    @property
+    def version(self) -> str:
+        return self.artifact.version
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return [enc.ids for enc in self.tokenizer.encode_batch(list(texts))]
+
+    def probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Topic and sentiment probabilities, one row per text, in input order."""
+        n = len(texts)
+        topic = np.zeros((n, len(self.topic_labels)), dtype=np.float32)
+        sentiment = np.zeros((n, len(self.sentiment_labels)), dtype=np.float32)
+        if n == 0:
+            return topic, sentiment
+        ids = self.encode(texts)
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+        order = np.argsort(lengths, kind="stable")
+        for start in range(0, n, self.sub_batch):
+            idx = order[start : start + self.sub_batch]
+            width = max(int(lengths[idx].max()), 1)
+            input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                seq = ids[i]
+                input_ids[row, : len(seq)] = seq
+                mask[row, : len(seq)] = 1
+            feeds = {"input_ids": input_ids, "attention_mask": mask}
+            if "token_type_ids" in self._input_names:
+                feeds["token_type_ids"] = np.zeros_like(input_ids)
+            t, s = self.session.run(["topic_probs", "sentiment_probs"], feeds)
+            topic[idx] = t
+            sentiment[idx] = s
+        return topic, sentiment
+
+    def score(self, texts: Sequence[str]) -> list[Prediction]:
+        """Score a batch of texts; one Prediction per text, in input order."""
+        topic, sentiment = self.probabilities(texts)
+        top = topic.argmax(axis=1)
+        sent = sentiment.argmax(axis=1)
+        labels_t, labels_s = self.topic_labels, self.sentiment_labels
+        out = []
+        for i in range(len(texts)):
+            probs = sentiment[i].tolist()
+            out.append(
+                Prediction(
+                    topic=labels_t[top[i]],
+                    topic_confidence=float(topic[i, top[i]]),
+                    sentiment=labels_s[sent[i]],
+                    sentiment_probs=dict(zip(labels_s, probs, strict=True)),
+                    score=float(probs[self._pos] - probs[self._neg]),
+                )
+            )
+        return out
+
+
+def load_scorer(path: str | os.PathLike[str], **kwargs: Any) -> Scorer:
+    return Scorer(load_artifact(path), **kwargs)
