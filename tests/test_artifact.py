@@ -1,0 +1,192 @@
+"""The artifact contract and the Scorer, without torch: a small ONNX graph built by hand.
+
+The graph is a masked mean of token embeddings followed by two softmax heads — the same inputs and
+outputs as an exported encoder, so loading, verification, length-grouped batching and provider
+selection run through real ONNX Runtime and a real fast tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+from models.artifact import (
+    MANIFEST_NAME,
+    TOKENIZER_FILE,
+    new_version,
+    publish,
+    verify_artifact,
+    write_labels,
+    write_manifest,
+)
+from models.errors import ArtifactError, ConfigError
+from models.runtime import Scorer, resolve_provider
+
+TOPICS = ["Energy | Oil", "Earnings", "Macro"]
+SENTIMENTS = ["negative", "neutral", "positive"]
+WORDS = "oil crude refinery profit quarter beats misses inflation jobs rates falls rises".split()
+
+
+def _graph(vocab: int, dim: int, seed: int = 0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(vocab, dim)).astype(np.float32), "emb"),
+        numpy_helper.from_array(rng.normal(size=(dim, len(TOPICS))).astype(np.float32), "w_topic"),
+        numpy_helper.from_array(rng.normal(size=(dim, len(SENTIMENTS))).astype(np.float32), "w_sent"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["emb", "input_ids"], ["tok"]),
+        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["maskf", "axis2"], ["mask3"]),
+        helper.make_node("Mul", ["tok", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["summed"], keepdims=0),
+        helper.make_node("ReduceSum", ["mask3", "axis1"], ["count"], keepdims=0),
+        helper.make_node("Div", ["summed", "count"], ["pooled"]),
+        helper.make_node("MatMul", ["pooled", "w_topic"], ["lt"]),
+        helper.make_node("Softmax", ["lt"], ["topic_probs"], axis=-1),
+        helper.make_node("MatMul", ["pooled", "w_sent"], ["ls"]),
+        helper.make_node("Softmax", ["ls"], ["sentiment_probs"], axis=-1),
+    ]
+    dyn = ["batch_size", "sequence_length"]
+    graph = helper.make_graph(
+        nodes,
+        "toy",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, dyn),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, dyn),
+        ],
+        [
+            helper.make_tensor_value_info("topic_probs", TensorProto.FLOAT, ["batch_size", len(TOPICS)]),
+            helper.make_tensor_value_info("sentiment_probs", TensorProto.FLOAT, ["batch_size", 3]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def build_toy_artifact(root: Path) -> Path:
+    staging = root / "staging"
+    (staging / "tokenizer").mkdir(parents=True)
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(
+        [" ".join(WORDS)] * 3, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]"])
+    )
+    tok.save(str(staging / TOKENIZER_FILE))
+    onnx.save(_graph(tok.get_vocab_size(), 8), str(staging / "model.onnx"))
+    write_labels(staging, TOPICS, SENTIMENTS)
+    write_manifest(
+        staging,
+        {
+            "version": new_version(),
+            "base_model": "toy",
+            "labels": {"topic": TOPICS, "sentiment": SENTIMENTS},
+            "max_length": 16,
+            "pad_token_id": 0,
+        },
+    )
+    return publish(staging, root / "artifacts", "v1")
+
+
+@pytest.fixture()
+def toy(tmp_path: Path) -> Path:
+    return build_toy_artifact(tmp_path)
+
+
+def test_publish_points_latest_at_the_new_version(toy: Path) -> None:
+    latest = toy.parent / "latest"
+    assert latest.is_symlink() and latest.resolve() == toy.resolve()
+    art = verify_artifact(latest)
+    assert art.topic_labels == tuple(TOPICS) and art.variants == ("fp32",)
+    manifest = json.loads((toy / MANIFEST_NAME).read_text())
+    assert set(manifest["files"]) == {"labels/topic.txt", "labels/sentiment.txt", TOKENIZER_FILE}
+
+
+def test_tampered_onnx_bytes_are_refused(toy: Path) -> None:
+    with open(toy / "model.onnx", "r+b") as fh:
+        fh.seek(-8, 2)
+        fh.write(b"\x00" * 8)
+    with pytest.raises(ArtifactError, match=r"model.onnx: checksum mismatch for fp32 ONNX model"):
+        verify_artifact(toy)
+
+
+def test_missing_label_file_is_refused(toy: Path) -> None:
+    (toy / "labels" / "topic.txt").unlink()
+    with pytest.raises(ArtifactError, match=r"topic.txt.*missing"):
+        verify_artifact(toy)
+
+
+def test_edited_label_file_is_refused(toy: Path) -> None:
+    (toy / "labels" / "sentiment.txt").write_text("bad\nneutral\ngood\n")
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        verify_artifact(toy)
+
+
+def test_missing_directory_and_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="no such artifact directory"):
+        verify_artifact(tmp_path / "nope")
+    with pytest.raises(ArtifactError, match="manifest missing"):
+        verify_artifact(tmp_path)
+
+
+def test_scorer_groups_by_length_but_returns_input_order(toy: Path) -> None:
+    scorer = Scorer(verify_artifact(toy), provider="cpu", sub_batch=2)
+    assert (scorer.provider, scorer.variant) == ("cpu", "fp32")
+    texts = ["oil falls", "quarter profit beats rises rises rises oil", "jobs", "inflation rates rises falls"]
+    topic, sent = scorer.probabilities(texts)
+    # Each text alone (no batching, no padding) must give the same rows: grouping is invisible.
+    for i, text in enumerate(texts):
+        t1, s1 = scorer.probabilities([text])
+        np.testing.assert_allclose(topic[i], t1[0], atol=1e-6)
+        np.testing.assert_allclose(sent[i], s1[0], atol=1e-6)
+    preds = scorer.score(texts)
+    assert [p.topic for p in preds] == [TOPICS[int(r.argmax())] for r in topic]
+    for p, row in zip(preds, sent, strict=True):
+        assert p.score == pytest.approx(float(row[2] - row[0]), abs=1e-6)
+        assert sum(p.sentiment_probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert scorer.score([]) == []
+
+
+def test_provider_resolution() -> None:
+    avail = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert resolve_provider("auto", avail, has_gpu=False) == "cpu"
+    assert resolve_provider("auto", avail, has_gpu=True) == "cuda"
+    assert resolve_provider("cuda", ["CPUExecutionProvider"], has_gpu=True) == "cpu"
+    with pytest.raises(ConfigError):
+        resolve_provider("tpu", avail, has_gpu=True)
+
+
+def test_missing_variant_is_a_clear_error(toy: Path) -> None:
+    with pytest.raises(ArtifactError, match="has no 'int8' variant"):
+        Scorer(verify_artifact(toy), provider="cpu", variant="int8")
+
+
+def test_score_cli_prints_json_and_refuses_bad_artifacts(toy: Path, tmp_path: Path) -> None:
+    finsent = [sys.executable, "-m", "pipeline.cli"]
+    out = subprocess.run(
+        [*finsent, "score", "--model", str(toy.parent / "latest"), "oil falls", "profit beats"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["oil falls", "profit beats"]
+    assert all(r["model_version"] and r["topic"] in TOPICS for r in rows)
+    bad = subprocess.run(
+        [*finsent, "score", "--model", str(tmp_path / "missing"), "x"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert "no such artifact directory" in bad.stderr and "Traceback" not in bad.stderr
