@@ -45,7 +45,7 @@ from pipeline.windows import WindowStats
 class SpikeParams:
     half_life_windows: float = 30.0
     active_slowdown: float = 0.1
-    z_enter: float = 3.5
+    z_enter: float = 3.0
     z_leave: float = 1.5
     enter_windows: int = 3
     leave_windows: int = 3
@@ -199,7 +199,7 @@ def step(state: SpikeState, stats: WindowStats, params: SpikeParams) -> tuple[Sp
         # Hysteresis on the way in too: a window between z_leave and z_enter neither counts nor resets.
         if qualifies:
             enter_streak += 1
-        elif score < params.z_leave or not volume_ok:
+        elif score < params.z_leave:
             enter_streak = 0
         if enter_streak >= params.enter_windows:
             active, transition, calm_streak = True, "enter", 0
@@ -208,7 +208,9 @@ def step(state: SpikeState, stats: WindowStats, params: SpikeParams) -> tuple[Sp
         if calm_streak >= params.leave_windows:
             active, transition, enter_streak = False, "leave", 0
 
-    slowdown = params.active_slowdown if (active or qualifies) else 1.0
+    # Suspicious windows (score >= z_leave) move the baseline slowly too, not just active ones: the first
+    # windows of a surge must not become the baseline it is judged against before it qualifies.
+    slowdown = params.active_slowdown if (active or (warmed_up and score >= params.z_leave)) else 1.0
     new_state = replace(
         _update(state, negatives, total, params, slowdown),
         active=active,

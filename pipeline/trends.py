@@ -102,7 +102,7 @@ class TrendSettings:
     # Spike detector (see pipeline.spikes).
     half_life_windows: float = 30.0
     active_slowdown: float = 0.1
-    z_enter: float = 3.5
+    z_enter: float = 3.0
     z_leave: float = 1.5
     enter_windows: int = 3
     leave_windows: int = 3
