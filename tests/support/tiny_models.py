@@ -1,0 +1,223 @@
+"""Small real models for tests: built locally in seconds, exported through the real training path.
+
+Nothing here is a stand-in: `build_tiny_artifact` trains a 2-layer BERT (hidden 32) with a WordPiece
+tokenizer learnt on generated words, and `build_corpus_artifact` a 2-layer BERT (hidden 128) with a
+tokenizer learnt on the starter corpus; both go through `training.train.train_and_export`, i.e.
+the same data checks, loop, ONNX export, validation and artifact writing as `finsent train`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_CONSONANTS = "bdfgklmnprstvz"
+_VOWELS = "aeiou"
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def generated_words(n: int, seed: int) -> list[str]:
+    """n distinct pronounceable nonsense words (CV syllables), deterministic in `seed`."""
+    rng = np.random.default_rng(seed)
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < n:
+        syllables = int(rng.integers(2, 4))
+        word = "".join(rng.choice(list(_CONSONANTS)) + rng.choice(list(_VOWELS)) for _ in range(syllables))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words
+
+
+class TinyVocabulary:
+    """Keywords that decide a generated headline's topic and sentiment; the rest is filler.
+
+    Tests can build a text of a known class with `headline(topic, sentiment)`.
+    """
+
+    def __init__(self, topics: Sequence[str], seed: int = 0, per_class: int = 4, filler: int = 160) -> None:
+        words = generated_words(len(topics) * per_class + 3 * per_class + filler, seed)
+        self.topics = tuple(topics)
+        self.sentiments = ("negative", "neutral", "positive")
+        self.topic_words = {t: words[i * per_class : (i + 1) * per_class] for i, t in enumerate(self.topics)}
+        off = len(self.topics) * per_class
+        self.sentiment_words = {
+            s: words[off + i * per_class : off + (i + 1) * per_class] for i, s in enumerate(self.sentiments)
+        }
+        self.filler = words[off + 3 * per_class :]
+
+    def headline(self, topic: str, sentiment: str, rng: np.random.Generator | None = None) -> str:
+        rng = rng or np.random.default_rng(0)
+        parts = list(rng.choice(self.topic_words[topic], size=2))
+        parts += list(rng.choice(self.sentiment_words[sentiment], size=2))
+        parts += list(rng.choice(self.filler, size=int(rng.integers(2, 7))))
+        rng.shuffle(parts)
+        return " ".join(parts)
+
+    def rows(self, per_topic: int, seed: int) -> list[dict[str, str]]:
+        """Labelled rows; every 10th row lacks its sentiment and every 13th its topic (masking)."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for i in range(per_topic * len(self.topics)):
+            topic = self.topics[i % len(self.topics)]
+            sentiment = self.sentiments[(i // len(self.topics)) % 3]
+            out.append(
+                {
+                    "text": self.headline(topic, sentiment, rng),
+                    "topic": "" if i % 13 == 5 else topic,
+                    "sentiment": "" if i % 10 == 3 else sentiment,
+                }
+            )
+        return out
+
+
+def write_csv(path: Path, rows: Iterable[dict[str, str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["text", "topic", "sentiment"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def build_base_model(
+    directory: Path,
+    texts: Iterable[str],
+    *,
+    vocab_size: int,
+    hidden: int,
+    layers: int,
+    heads: int,
+    seed: int,
+    max_positions: int = 128,
+) -> Path:
+    """A randomly initialised BERT + a WordPiece fast tokenizer learnt on `texts`, saved as a HF dir."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    _offline()
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS))
+    tok.train_from_iterator(list(texts), trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_positions,
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(directory))
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden * 4,
+        max_position_embeddings=max_positions,
+        pad_token_id=tok.token_to_id("[PAD]"),
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(str(directory))
+    return directory
+
+
+def build_tiny_artifact(out_root: Path, *, topics: Sequence[str] | None = None, seed: int = 0) -> Path:
+    """A tiny trained-for-seconds model as a real artifact (fp32, fp16, int8); returns its directory."""
+    from training.data import DEFAULT_TOPICS
+    from training.train import TrainConfig, train_and_export
+
+    _offline()
+    topics = tuple(topics or DEFAULT_TOPICS)
+    vocab = TinyVocabulary(topics, seed=seed)
+    rows = vocab.rows(per_topic=18, seed=seed)
+    data = write_csv(out_root / "tiny.csv", rows)
+    base = build_base_model(
+        out_root / "base",
+        (r["text"] for r in rows),
+        vocab_size=600,
+        hidden=32,
+        layers=2,
+        heads=2,
+        seed=seed,
+    )
+    config = TrainConfig(
+        data=str(data),
+        out=str(out_root / "artifacts"),
+        base_model=str(base),
+        topics=",".join(topics),
+        max_length=32,
+        epochs=8,
+        batch_size=16,
+        lr=3e-3,
+        head_lr=3e-3,
+        warmup_ratio=0.05,
+        patience=8,
+        seed=seed,
+        progress=False,
+    )
+    return train_and_export(config, say=lambda _msg: None)
+
+
+def read_texts(csv_path: Path, column: str = "text") -> list[str]:
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        return [row[column] for row in csv.DictReader(fh) if row.get(column)]
+
+
+def build_corpus_artifact(out_root: Path, corpus_csv: Path, *, epochs: int = 6, seed: int = 0) -> Path:
+    """A small BERT trained from scratch on `corpus_csv` (tokenizer learnt on it) as a real artifact.
+
+    The validation split (15%, stratified, seeded) is held out from training; its accuracy is in
+    the artifact's manifest (`metrics.topic_accuracy`).
+    """
+    from training.train import TrainConfig, train_and_export
+
+    _offline()
+    base = build_base_model(
+        out_root / "base",
+        read_texts(corpus_csv),
+        vocab_size=4000,
+        hidden=128,
+        layers=2,
+        heads=4,
+        seed=seed,
+    )
+    config = TrainConfig(
+        data=str(corpus_csv),
+        out=str(out_root / "artifacts"),
+        base_model=str(base),
+        topics="data",
+        max_length=48,
+        epochs=epochs,
+        batch_size=32,
+        lr=1e-3,
+        head_lr=2e-3,
+        warmup_ratio=0.1,
+        patience=epochs,
+        seed=seed,
+        progress=False,
+    )
+    return train_and_export(config, say=lambda _msg: None)

@@ -1,0 +1,212 @@
+"""`finsent train`, `finsent export`, `finsent evaluate`.
+
+Only argparse here at import time: torch, transformers and onnxruntime load inside the handlers,
+so `finsent --help` stays instant and the streaming commands never pay for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {}  # filled lazily from TrainConfig so help texts show the real defaults
+
+
+def _train_defaults() -> dict[str, Any]:
+    if not DEFAULTS:
+        from dataclasses import fields
+
+        from training.train import TrainConfig
+
+        DEFAULTS.update({f.name: f.default for f in fields(TrainConfig) if not callable(f.default_factory)})
+    return DEFAULTS
+
+
+def _add_column_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text-column", default="text", help="column holding the text (default: %(default)s)")
+    p.add_argument("--topic-column", default="topic", help="column holding the topic (default: %(default)s)")
+    p.add_argument(
+        "--sentiment-column", default="sentiment", help="column holding the sentiment (default: %(default)s)"
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    d = _train_defaults()
+    p = sub.add_parser(
+        "train",
+        help="fine-tune the topic+sentiment model, export it to ONNX, validate, write an artifact",
+        description="train -> evaluate -> export (fp32, fp16, int8) -> validate -> artifacts/<version>.",
+    )
+    p.add_argument("--data", required=True, help="labelled CSV, JSONL or Parquet (text, topic, sentiment)")
+    p.add_argument("--valid", help="validation file (default: a stratified split of --data)")
+    p.add_argument("--out", default=d["out"], help="artifact root (default: %(default)s)")
+    p.add_argument("--base-model", help="Hugging Face id or local dir (default: bundled all-MiniLM-L6-v2)")
+    p.add_argument(
+        "--topics",
+        default=d["topics"],
+        help="topic taxonomy: 'default' (20 finance topics), 'data' (labels found in the data), "
+        "a file with one topic per line, or a comma-separated list (default: %(default)s)",
+    )
+    _add_column_args(p)
+    p.add_argument("--epochs", type=int, default=d["epochs"], help="maximum epochs (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default: %(default)s")
+    p.add_argument(
+        "--lr", type=float, default=d["lr"], help="encoder peak learning rate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--head-lr", type=float, default=d["head_lr"], help="heads' learning rate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-length", type=int, default=d["max_length"], help="tokens per text (default: %(default)s)"
+    )
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=d["valid_fraction"],
+        help="split share without --valid (default: %(default)s)",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=d["patience"],
+        help="early-stopping patience in epochs (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=d["seed"], help="default: %(default)s")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--no-class-weights", action="store_true", help="do not weight classes by inverse frequency"
+    )
+    p.add_argument(
+        "--lora",
+        action="store_true",
+        help="train LoRA adapters instead of the full encoder (merged before export)",
+    )
+    p.add_argument("--lora-r", type=int, default=d["lora_r"], help="LoRA rank (default: %(default)s)")
+    p.add_argument(
+        "--checkpoint-dir", help="also save the PyTorch weights under DIR/<version> (for `finsent export`)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (per-epoch lines remain)")
+    p.set_defaults(handler=run_train)
+
+    p = sub.add_parser(
+        "export",
+        help="re-export a training checkpoint (from `train --checkpoint-dir`) to a validated artifact",
+    )
+    p.add_argument("checkpoint", help="checkpoint directory, e.g. runs/<version>")
+    p.add_argument("--out", default="artifacts", help="artifact root (default: %(default)s)")
+    p.add_argument(
+        "--valid", help="labelled file to validate and score on (default: the checkpoint's validation rows)"
+    )
+    _add_column_args(p)
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: %(default)s)")
+    p.add_argument("--no-optimize", action="store_true", help="skip ONNX Runtime's transformer fusions")
+    p.set_defaults(handler=run_export)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate an artifact on a labelled file through ONNX Runtime",
+        description="Scores DATA with the artifact exactly as the daemon would, prints per-head tables.",
+    )
+    p.add_argument("artifact", help="artifact directory, e.g. artifacts/latest")
+    p.add_argument("data", help="labelled CSV, JSONL or Parquet")
+    _add_column_args(p)
+    p.add_argument("--out", help="write metrics.json and confusion PNGs here")
+    p.add_argument("--provider", default="cpu", choices=("auto", "cuda", "cpu"), help="default: %(default)s")
+    p.add_argument(
+        "--variant", choices=("fp32", "fp16", "int8"), help="default: the provider's (int8 on CPU)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_evaluate)
+
+
+def _columns(args: argparse.Namespace) -> Any:
+    from training.data import Columns
+
+    return Columns(text=args.text_column, topic=args.topic_column, sentiment=args.sentiment_column)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, train_and_export
+
+    config = TrainConfig(
+        data=args.data,
+        valid=args.valid,
+        out=args.out,
+        base_model=args.base_model,
+        columns=_columns(args),
+        topics=args.topics,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        head_lr=args.head_lr,
+        max_length=args.max_length,
+        valid_fraction=args.valid_fraction,
+        patience=args.patience,
+        seed=args.seed,
+        threads=args.threads,
+        class_weighting=not args.no_class_weights,
+        lora=args.lora,
+        lora_r=args.lora_r,
+        lora_alpha=2 * args.lora_r,
+        checkpoint_dir=args.checkpoint_dir,
+        progress=not args.no_progress,
+    )
+    train_and_export(config)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from training.checkpoint import export_checkpoint
+    from training.export import ExportOptions
+
+    options = ExportOptions(opset=args.opset, optimize=not args.no_optimize)
+    export_checkpoint(
+        Path(args.checkpoint), Path(args.out), valid=args.valid, columns=_columns(args), options=options
+    )
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from models.artifact import load_artifact
+    from models.runtime import Scorer
+    from training.data import load_dataset
+    from training.metrics import format_report
+    from training.package import write_reports
+    from training.train import head_reports
+
+    artifact = load_artifact(args.artifact)
+    data = load_dataset(args.data, columns=_columns(args), topics=artifact.topic_labels)
+    scorer = Scorer(artifact, provider=args.provider, variant=args.variant)
+    chunk = 256
+    topic_parts, sent_parts = [], []
+    for start in tqdm(range(0, len(data), chunk), desc="evaluate", unit="batch", disable=args.no_progress):
+        t, s = scorer.probabilities(data.texts[start : start + chunk])
+        topic_parts.append(t)
+        sent_parts.append(s)
+    reports = head_reports(data, np.concatenate(topic_parts), np.concatenate(sent_parts))
+    for head, rep in reports.items():
+        print(
+            format_report(
+                rep, f"{artifact.version} on {args.data}: {head} head ({scorer.variant}, {scorer.provider})"
+            )
+        )
+        print()
+    if args.out:
+        extra = {
+            "artifact": str(artifact.path),
+            "version": artifact.version,
+            "data": str(args.data),
+            "variant": scorer.variant,
+            "provider": scorer.provider,
+        }
+        write_reports(reports, Path(args.out), extra)
+        print(f"wrote {Path(args.out) / 'metrics.json'} and confusion PNGs")
+    summary = {f"{h}_accuracy": r["accuracy"] for h, r in reports.items()}
+    summary.update({f"{h}_macro_f1": r["macro"]["f1"] for h, r in reports.items()})
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,240 @@
+"""ONNX export of the two-headed model, its fp16/int8 variants, and the checks that accept them.
+
+Export = export + validation: an exported graph is only trusted after it reproduces PyTorch on a
+fixed batch (fp32, max abs difference of probabilities) and the reduced-precision variants
+reproduce fp32's decisions on the validation set (argmax agreement per head). A failed check
+raises `ExportValidationError` naming the variant, the head and the numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.artifact import INPUT_NAMES, OUTPUT_NAMES, VARIANT_FILES
+from models.errors import ConfigError, ExportValidationError
+
+log = logging.getLogger(__name__)
+
+HEADS = ("topic", "sentiment")
+RAW_FILE = "model.raw.onnx"  # the exporter's output before transformer fusions; not shipped
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    opset: int = 17
+    optimize: bool = True
+    variants: tuple[str, ...] = ("fp32", "fp16", "int8")
+    atol: float = 1e-4  # fp32 ONNX vs PyTorch, max abs difference of probabilities
+    min_agreement: float = 0.99  # fp16/int8 vs fp32, share of identical argmax per head
+    reference_rows: int = 16  # rows in the fixed batch for the fp32-vs-PyTorch check
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.opset < 17:
+            raise ConfigError(f"ONNX opset must be 17 or newer, got {self.opset}")
+        unknown = [v for v in self.variants if v not in VARIANT_FILES]
+        if unknown or "fp32" not in self.variants:
+            raise ConfigError(
+                f"variants must include fp32 and come from {', '.join(VARIANT_FILES)}; got {', '.join(self.variants)}"
+            )
+
+
+def export_raw(model: Any, path: Path, opset: int) -> None:
+    """torch -> ONNX with softmax inside and named dynamic axes (TorchScript-based exporter)."""
+    import torch
+
+    from training.model import ProbabilityModel
+
+    wrapped = ProbabilityModel(model).eval()
+    # Two rows of different length, so the traced graph cannot specialise on batch or mask shape.
+    ids = torch.full((2, 12), 5, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    axes = {"batch_size": 0, "sequence_length": 1}
+    dynamic = {name: {v: k for k, v in axes.items()} for name in INPUT_NAMES}
+    dynamic.update({name: {0: "batch_size"} for name in OUTPUT_NAMES})
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapped,
+            (ids, mask),
+            str(path),
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,  # the TorchScript exporter handles BERT-style encoders simply and reliably
+        )
+
+
+def _optimizer_model(raw: Path, encoder_config: Any, optimize: bool) -> Any:
+    """The raw graph with ONNX Runtime's transformer fusions (attention, layer norm, gelu) applied."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    if not optimize:
+        return OnnxModel(onnx.load(str(raw)))
+    return optimize_model(
+        str(raw),
+        model_type="bert",
+        num_heads=int(getattr(encoder_config, "num_attention_heads", 0)),
+        hidden_size=int(getattr(encoder_config, "hidden_size", 0)),
+    )
+
+
+def write_variants(model: Any, directory: Path, options: ExportOptions = ExportOptions()) -> dict[str, Path]:
+    """Write model.onnx (fp32, fused), model.fp16.onnx and model.int8.onnx into `directory`."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    directory.mkdir(parents=True, exist_ok=True)
+    raw = directory / RAW_FILE
+    export_raw(model, raw, options.opset)
+    paths: dict[str, Path] = {}
+    fused = _optimizer_model(raw, model.encoder.config, options.optimize)
+    paths["fp32"] = directory / VARIANT_FILES["fp32"]
+    fused.save_model_to_file(str(paths["fp32"]))
+    raw.unlink()
+    if "fp16" in options.variants:
+        half = OnnxModel(onnx.load(str(paths["fp32"])))
+        # fp32 inputs/outputs: callers feed and read the same arrays whatever the variant.
+        half.convert_float_to_float16(keep_io_types=True)
+        paths["fp16"] = directory / VARIANT_FILES["fp16"]
+        half.save_model_to_file(str(paths["fp16"]))
+    if "int8" in options.variants:
+        paths["int8"] = directory / VARIANT_FILES["int8"]
+        quantize_dynamic(
+            str(paths["fp32"]),
+            str(paths["int8"]),
+            weight_type=QuantType.QInt8,
+            # the fused contrib ops (Attention, SkipLayerNormalization) have no shape inference in
+            # onnx, so the quantizer must be told their outputs are float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    return paths
+
+
+def run_onnx(
+    path: Path, encoded: Sequence[Sequence[int]], pad_id: int, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities from an ONNX file on the CPU provider, length-sorted batches, input order kept."""
+    import onnxruntime as ort
+
+    from training.train import pad_batch
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ExportValidationError(f"{path}: ONNX Runtime cannot load the exported graph: {exc}") from exc
+    order = np.argsort([len(s) for s in encoded], kind="stable")
+    outs: list[list[np.ndarray]] = [[], []]
+    positions: list[np.ndarray] = []
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        ids, mask = pad_batch([encoded[i] for i in idx], pad_id)
+        t, s = session.run(list(OUTPUT_NAMES), {"input_ids": ids, "attention_mask": mask})
+        outs[0].append(t)
+        outs[1].append(s)
+        positions.append(idx)
+    if not positions:
+        raise ExportValidationError(f"{path}: no rows to validate the exported graph on")
+    where = np.concatenate(positions)
+    result = []
+    for parts in outs:
+        stacked = np.concatenate(parts)
+        ordered = np.empty_like(stacked)
+        ordered[where] = stacked
+        result.append(ordered)
+    return result[0], result[1]
+
+
+def torch_reference(model: Any, encoded: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, ...]:
+    """PyTorch probabilities on one padded batch (padding included on purpose: the mask must work)."""
+    import torch
+
+    from training.model import ProbabilityModel
+    from training.train import pad_batch
+
+    ids, mask = pad_batch(encoded, pad_id)
+    wrapped = ProbabilityModel(model).eval()
+    with torch.inference_mode():
+        t, s = wrapped(torch.from_numpy(ids), torch.from_numpy(mask))
+    return t.numpy(), s.numpy()
+
+
+def check_fp32(
+    model: Any, fp32: Path, encoded: Sequence[Sequence[int]], pad_id: int, atol: float
+) -> dict[str, float]:
+    from training.train import pad_batch
+
+    ref = torch_reference(model, encoded, pad_id)
+    ids, mask = pad_batch(encoded, pad_id)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    got = session.run(list(OUTPUT_NAMES), {"input_ids": ids, "attention_mask": mask})
+    diffs = {}
+    for head, r, g in zip(HEADS, ref, got, strict=True):
+        if r.shape != g.shape:
+            raise ExportValidationError(
+                f"fp32 ONNX vs PyTorch: {head} output shape {tuple(g.shape)} != {tuple(r.shape)} ({fp32})"
+            )
+        diff = float(np.abs(r - g).max())
+        diffs[head] = diff
+        if not diff <= atol:  # also catches NaN
+            raise ExportValidationError(
+                f"fp32 ONNX vs PyTorch: {head} probabilities differ by up to {diff:.3g} on the fixed "
+                f"batch of {len(encoded)} rows (tolerance {atol:g}); {fp32}"
+            )
+    return diffs
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a.argmax(axis=1) == b.argmax(axis=1)).mean()) if len(a) else 1.0
+
+
+def validate_variants(
+    model: Any,
+    paths: dict[str, Path],
+    encoded_valid: Sequence[Sequence[int]],
+    pad_id: int,
+    options: ExportOptions = ExportOptions(),
+) -> dict[str, Any]:
+    """Run both checks; return the numbers (for the manifest) or raise ExportValidationError."""
+    if not encoded_valid:
+        raise ExportValidationError("no validation rows to check the exported variants on")
+    reference = list(encoded_valid[: options.reference_rows])
+    report: dict[str, Any] = {
+        "atol": options.atol,
+        "min_agreement": options.min_agreement,
+        "reference_rows": len(reference),
+        "valid_rows": len(encoded_valid),
+        "fp32_vs_torch_max_abs_diff": check_fp32(model, paths["fp32"], reference, pad_id, options.atol),
+        "agreement_with_fp32": {},
+    }
+    base = run_onnx(paths["fp32"], encoded_valid, pad_id, options.batch_size)
+    for variant in ("fp16", "int8"):
+        if variant not in paths:
+            continue
+        got = run_onnx(paths[variant], encoded_valid, pad_id, options.batch_size)
+        rates = {head: agreement(b, g) for head, b, g in zip(HEADS, base, got, strict=True)}
+        report["agreement_with_fp32"][variant] = rates
+        for head, rate in rates.items():
+            if rate < options.min_agreement:
+                flips = round((1.0 - rate) * len(encoded_valid))
+                raise ExportValidationError(
+                    f"{variant} variant disagrees with fp32 on the {head} head: {rate:.2%} of "
+                    f"{len(encoded_valid)} validation predictions agree ({flips} differ), "
+                    f"need {options.min_agreement:.0%}; {paths[variant]}"
+                )
+    return report

