@@ -333,7 +333,7 @@ class TrendFolder:
                 topic.pending_late = 0
                 out.append(record)
             start += size
-        topic.next_start = frontier
+        topic.next_start = start  # == frontier, unless this topic starts after it
         return out
 
     def _close_window(self, name: str, topic: _TopicState, start: int, agg: WindowAgg) -> TrendRecord:
