@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from models.errors import ConfigError, FinsentError
 from pipeline.spikes import SpikeParams, SpikeState, step
@@ -50,7 +50,7 @@ from pipeline.windows import (
     window_start,
 )
 
-Outcome = str  # "counted" | "late" | "duplicate"
+Outcome = Literal["counted", "late", "duplicate"]
 
 
 class EventError(FinsentError):
@@ -239,6 +239,7 @@ class TrendFolder:
 
     # -- inputs ------------------------------------------------------------------------------------
     def add(self, ev: ScoredEvent) -> Outcome:
+        """Fold one event in; the outcome says whether it was counted, late or a duplicate."""
         if ev.id in self._dedup:
             self.duplicates += 1
             return "duplicate"
@@ -262,9 +263,12 @@ class TrendFolder:
         self.counted += 1
         return "counted"
 
-    def advance(self, watermark_ms: int) -> list[TrendRecord]:
-        """Close every window with end + allowed_lateness <= watermark; a watermark never moves back."""
-        if self._watermark is not None and watermark_ms <= self._watermark:
+    def advance(self, watermark_ms: int | None) -> list[TrendRecord]:
+        """Close every window with end + allowed_lateness <= watermark; a watermark never moves back.
+
+        None (no event seen yet) closes nothing, so `advance(folder.max_event_time_ms)` is always safe.
+        """
+        if watermark_ms is None or (self._watermark is not None and watermark_ms <= self._watermark):
             return []
         self._watermark = watermark_ms
         s = self.settings
