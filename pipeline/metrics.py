@@ -1,0 +1,140 @@
+"""The daemon's Prometheus metrics, on a registry passed in (tests get a fresh one each).
+
+Names are the agreed contract with the alert rules and dashboards (README "Metrics"); change them
+only together. Units are in the names: `*_seconds`, `*_messages`, `*_total` for counters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+# Messages per batch: powers of two up to well past the default max of 256.
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+SCORING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.registry = registry
+        self.messages = Counter("finsent_messages", "Input messages by outcome", ["outcome"], registry=r)
+        self.dlq = Counter("finsent_dlq", "Dead-lettered messages by reason code", ["reason"], registry=r)
+        self.batch_size = Histogram(
+            "finsent_batch_size", "Messages per scored batch", buckets=BATCH_SIZE_BUCKETS, registry=r
+        )
+        self.batch_scoring_seconds = Histogram(
+            "finsent_batch_scoring_seconds",
+            "Tokenize + ONNX Runtime time per batch",
+            buckets=SCORING_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "finsent_end_to_end_latency_seconds",
+            "Kafka ingest timestamp (or published_at when absent) to scored",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "finsent_consumer_lag_messages",
+            "High watermark minus position, per assigned partition",
+            ["topic", "partition", "group"],
+            registry=r,
+        )
+        self.scored = Counter(
+            "finsent_scored",
+            "Scored messages by predicted topic and sentiment",
+            ["topic", "sentiment"],
+            registry=r,
+        )
+        self.window_negative_share = Gauge(
+            "finsent_window_negative_share", "Last closed window's negative share", ["topic"], registry=r
+        )
+        self.window_volume = Gauge(
+            "finsent_window_volume", "Last closed window's message count", ["topic"], registry=r
+        )
+        self.baseline_share = Gauge(
+            "finsent_negative_baseline_share",
+            "Spike detector's rolling baseline negative share",
+            ["topic"],
+            registry=r,
+        )
+        self.spike_score = Gauge(
+            "finsent_negative_spike_score",
+            "Negative-share z-score against the baseline",
+            ["topic"],
+            registry=r,
+        )
+        self.spike_active = Gauge(
+            "finsent_spike_active",
+            "1 while a negative spike is active (after hysteresis)",
+            ["topic"],
+            registry=r,
+        )
+        self.late = Counter(
+            "finsent_late", "Events later than the allowed lateness, by topic", ["topic"], registry=r
+        )
+        self.duplicates = Counter("finsent_duplicates", "Duplicate ids skipped by the aggregator", registry=r)
+        self.model_info = Gauge(
+            "finsent_model_info", "The loaded model (value 1)", ["version", "provider", "variant"], registry=r
+        )
+        self.provider_fallback = Gauge(
+            "finsent_provider_fallback",
+            "1 when a GPU was requested or expected but the model runs on the CPU",
+            registry=r,
+        )
+        self.broker_up = Gauge("finsent_broker_up", "1 when the last broker operation succeeded", registry=r)
+        self.broker_errors = Counter("finsent_broker_errors", "Failed broker operations", registry=r)
+        self.last_batch = Gauge(
+            "finsent_last_batch_timestamp_seconds", "Unix time of the last scored batch", registry=r
+        )
+        self.commits = Counter("finsent_commits", "Offset commits by stage", ["stage"], registry=r)
+        self.trend_records = Counter(
+            "finsent_trend_records", "Trend records published (closed windows)", ["topic"], registry=r
+        )
+
+    def set_model(self, version: str, provider: str, variant: str, fallback: bool) -> None:
+        self.model_info.labels(version=version, provider=provider, variant=variant).set(1)
+        self.provider_fallback.set(1 if fallback else 0)
+
+    def set_topic_gauges(self, gauges: Mapping[str, Any]) -> None:
+        """Per-topic gauges from `TrendFolder.gauges()` (attribute names tolerated loosely)."""
+        for topic, g in gauges.items():
+            for metric, names in (
+                (self.window_negative_share, ("negative_share", "last_negative_share")),
+                (self.window_volume, ("volume", "last_volume", "total")),
+                (self.baseline_share, ("baseline_negative_share", "baseline")),
+                (self.spike_score, ("spike_score",)),
+                (self.spike_active, ("spike_active", "active")),
+            ):
+                value = _first_attr(g, names)
+                if value is not None:
+                    metric.labels(topic=topic).set(float(value))
+
+    def broker_ok(self) -> None:
+        self.broker_up.set(1)
+
+    def broker_failed(self) -> None:
+        self.broker_up.set(0)
+        self.broker_errors.inc()
+
+
+def _first_attr(obj: Any, names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> Any:
+    """Start the /metrics HTTP endpoint in a daemon thread; returns the server (call shutdown())."""
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    log.info("metrics on http://%s:%d/metrics", host, server.server_port)
+    return server

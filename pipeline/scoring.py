@@ -1,0 +1,143 @@
+"""A batch of parsed messages + a Scorer -> scored records (and dead letters). Pure given the Scorer.
+
+Both the Kafka loop and `finsent replay --direct` call `score_batch`, so the broker-free mode runs
+exactly the code the daemon runs. The scored record is also the contract of `news.scored`:
+`scored_event` reads one back for the aggregate stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pipeline.records import DeadLetter, NewsItem, iso_utc
+
+log = logging.getLogger(__name__)
+
+
+class ScorerLike(Protocol):
+    """What scoring needs from `models.runtime.Scorer`."""
+
+    version: str
+
+    def score(self, texts: Sequence[str]) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredRecord:
+    item: NewsItem
+    topic: str
+    topic_confidence: float
+    sentiment: str
+    sentiment_probs: dict[str, float]
+    score: float
+    model_version: str
+    scored_at_ms: int
+
+    @property
+    def key(self) -> bytes:
+        # Keyed by predicted topic: one topic's stream lands in one partition of news.scored, so
+        # exactly one aggregate member folds it.
+        return self.topic.encode("utf-8")
+
+    def to_dict(self) -> dict[str, Any]:
+        item = self.item
+        return {
+            "id": item.id,
+            "topic": self.topic,
+            "topic_confidence": round(self.topic_confidence, 6),
+            "sentiment": self.sentiment,
+            "sentiment_probs": {k: round(v, 6) for k, v in self.sentiment_probs.items()},
+            "score": round(self.score, 6),
+            "model_version": self.model_version,
+            "published_at": item.published_at,
+            "event_time_ms": item.event_time_ms,
+            "event_time": iso_utc(item.event_time_ms),
+            "scored_at": iso_utc(self.scored_at_ms),
+            "source": item.source,
+            "tickers": list(item.tickers),
+            "input": item.origin.to_dict(),
+        }
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _record(item: NewsItem, pred: Any, version: str, now_ms: int) -> ScoredRecord:
+    return ScoredRecord(
+        item=item,
+        topic=pred.topic,
+        topic_confidence=float(pred.topic_confidence),
+        sentiment=pred.sentiment,
+        sentiment_probs={k: float(v) for k, v in pred.sentiment_probs.items()},
+        score=float(pred.score),
+        model_version=version,
+        scored_at_ms=now_ms,
+    )
+
+
+def score_batch(
+    items: Sequence[NewsItem], scorer: ScorerLike, *, now_ms: int
+) -> tuple[list[ScoredRecord], list[DeadLetter]]:
+    """Score a batch in one Scorer call; output order follows input order.
+
+    If the batch call fails, each item is scored alone so one poison text cannot take its batch
+    mates down with it; the ones that still fail are dead-lettered as `scoring_failed` (their raw
+    bytes kept), never dropped and never crashing the loop.
+    """
+    if not items:
+        return [], []
+    try:
+        preds = scorer.score([it.text for it in items])
+        return [_record(it, p, scorer.version, now_ms) for it, p in zip(items, preds, strict=True)], []
+    except Exception as exc:  # the tokenizer and ONNX Runtime raise assorted types
+        log.warning("batch of %d failed to score (%s); scoring one by one", len(items), exc)
+    scored: list[ScoredRecord] = []
+    dead: list[DeadLetter] = []
+    for it in items:
+        try:
+            (pred,) = scorer.score([it.text])
+            scored.append(_record(it, pred, scorer.version, now_ms))
+        except Exception as exc:
+            msg = f"{it.origin}: id {it.id!r}: scoring failed: {type(exc).__name__}: {exc}"
+            dead.append(DeadLetter("scoring_failed", msg, it.raw, it.origin, it.id))
+    return scored, dead
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredFields:
+    """The fields of a `news.scored` record the aggregate stage uses."""
+
+    id: str
+    topic: str
+    sentiment: str
+    score: float
+    event_time_ms: int
+    source: tuple[str, int] | None  # the input topic/partition it was read from
+
+
+def scored_event(value: bytes) -> ScoredFields:
+    """Read back one `news.scored` value; ValueError names what is wrong."""
+    obj = json.loads(value)
+    if not isinstance(obj, dict):
+        raise ValueError("scored record is not a JSON object")
+    try:
+        return ScoredFields(
+            id=str(obj["id"]),
+            topic=str(obj["topic"]),
+            sentiment=str(obj["sentiment"]),
+            score=float(obj["score"]),
+            event_time_ms=int(obj["event_time_ms"]),
+            source=_source(obj.get("input")),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"scored record lacks a valid field: {exc}") from None
+
+
+def _source(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, dict) and "topic" in value and "partition" in value:
+        return str(value["topic"]), int(value["partition"])
+    return None

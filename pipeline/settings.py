@@ -1,0 +1,286 @@
+"""The daemon's one settings object: defaults < config file < `FINSENT_*` environment < CLI flags.
+
+Every field has a default, so `finsent consume` with nothing else runs against localhost:9092 with
+`artifacts/latest` and the default topic names. Each value is validated once, here, and an error
+names where the bad value came from (the file, the variable or the flag), because "invalid integer"
+without a source is useless when three layers can set the same field.
+
+Kafka security settings are passed through to kafka-python untouched; secrets are masked whenever
+the settings are logged or printed. Trend and spike parameters are forwarded to `TrendSettings` by
+name (`trends:` section of the file, `FINSENT_TRENDS_<FIELD>`, `--trend FIELD=VALUE`), so this module
+does not have to repeat that module's list of knobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from models.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "FINSENT_"
+TRENDS_ENV_PREFIX = "FINSENT_TRENDS_"
+STAGES = ("all", "score", "aggregate")
+PROVIDERS = ("auto", "cuda", "cpu")
+VARIANTS = ("fp32", "fp16", "int8")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SECRET_FIELDS = frozenset({"sasl_plain_password", "ssl_password"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Kafka
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "finsent"
+    input_topic: str = "news.raw"
+    scored_topic: str = "news.scored"
+    trends_topic: str = "news.trends"
+    dlq_topic: str = "news.dlq"
+    create_topics: bool = True
+    topic_partitions: int = 3
+    replication_factor: int = 1
+    # Security pass-through (kafka-python parameter names).
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: str | None = None
+    # Model
+    model: str = "artifacts/latest"
+    provider: str = "auto"
+    variant: str | None = None
+    threads: int | None = None
+    # Micro-batching and input limits
+    batch_max_messages: int = 256
+    batch_max_wait_ms: int = 50
+    max_message_bytes: int = 65536
+    # Process
+    stage: str = "all"
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9400  # 0 disables the HTTP endpoint
+    exit_when_idle_s: float | None = None  # backfills and tests: stop after this long with no input
+    retry_backoff_max_s: float = 30.0
+    # Forwarded to pipeline.trends.TrendSettings by field name.
+    trends: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_choice("stage", self.stage, STAGES)
+        _check_choice("provider", self.provider, PROVIDERS)
+        if self.variant is not None:
+            _check_choice("variant", self.variant, VARIANTS)
+        _check_choice("security_protocol", self.security_protocol, SECURITY_PROTOCOLS)
+        for name in ("batch_max_messages", "max_message_bytes", "topic_partitions", "replication_factor"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_max_wait_ms < 0:
+            raise ConfigError(f"batch_max_wait_ms must be >= 0, got {self.batch_max_wait_ms}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port must be 0..65535 (0 disables), got {self.metrics_port}")
+        if self.exit_when_idle_s is not None and self.exit_when_idle_s <= 0:
+            raise ConfigError(f"exit_when_idle_s must be > 0, got {self.exit_when_idle_s}")
+        if self.retry_backoff_max_s <= 0:
+            raise ConfigError(f"retry_backoff_max_s must be > 0, got {self.retry_backoff_max_s}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        for name in (
+            "bootstrap_servers",
+            "group_id",
+            "input_topic",
+            "scored_topic",
+            "trends_topic",
+            "dlq_topic",
+        ):
+            if not str(getattr(self, name)).strip():
+                raise ConfigError(f"{name} must not be empty")
+        topics = [self.input_topic, self.scored_topic, self.trends_topic, self.dlq_topic]
+        if len(set(topics)) != len(topics):
+            raise ConfigError(f"input, scored, trends and dlq topics must differ, got {topics}")
+        if self.security_protocol.startswith("SASL") and not self.sasl_mechanism:
+            raise ConfigError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+
+    @property
+    def aggregate_group_id(self) -> str:
+        return f"{self.group_id}-aggregate"
+
+    def kafka_security(self) -> dict[str, Any]:
+        """kafka-python keyword arguments for the security settings that are set."""
+        names = (
+            "security_protocol",
+            "sasl_mechanism",
+            "sasl_plain_username",
+            "sasl_plain_password",
+            "ssl_cafile",
+            "ssl_certfile",
+            "ssl_keyfile",
+            "ssl_password",
+        )
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as a dict with secrets replaced, for logs."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in SECRET_FIELDS:
+            if out.get(name):
+                out[name] = "***"
+        out["trends"] = dict(self.trends)
+        return out
+
+    def trend_settings(self) -> Any:
+        """Build `TrendSettings` from the forwarded values (ConfigError names an unknown field)."""
+        from pipeline.trends import TrendSettings
+
+        known = {f.name: f for f in fields(TrendSettings)}
+        kwargs: dict[str, Any] = {}
+        for name, value in self.trends.items():
+            if name not in known:
+                raise ConfigError(f"unknown trend setting {name!r}; known: {', '.join(sorted(known))}")
+            kwargs[name] = _coerce(f"trends.{name}", value, _field_type(TrendSettings, name))
+        try:
+            return TrendSettings(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid trend settings {kwargs}: {exc}") from exc
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _field_type(cls: type, name: str) -> str:
+    """The annotation of a dataclass field as a string (annotations are strings under PEP 563)."""
+    for f in fields(cls):
+        if f.name == name:
+            return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    raise KeyError(name)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(source: str, value: Any, type_name: str) -> Any:
+    """Turn a raw value (string from env/flags, or a parsed YAML scalar) into the field's type."""
+    optional = "None" in type_name
+    base = type_name.replace("| None", "").replace("None |", "").strip()
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("", "none")):
+        if optional:
+            return None
+        raise ConfigError(f"{source}: a value is required")
+    try:
+        if base == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError("expected true/false")
+        if base == "int":
+            if isinstance(value, bool):
+                raise ValueError("expected an integer")
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("expected an integer")
+            return int(value)
+        if base == "float":
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if base == "str":
+            if not isinstance(value, (str, int, float)):
+                raise ValueError("expected a string")
+            return str(value)
+        if base.startswith("Mapping"):
+            if not isinstance(value, Mapping):
+                raise ValueError("expected a mapping")
+            return dict(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: invalid value {value!r}: {exc}") from None
+    return value
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML (or JSON, which is YAML) mapping of setting names to values."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) if p.suffix != ".json" else json.loads(text)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"{p}: not valid YAML/JSON: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of setting names, got {type(data).__name__}")
+    return data
+
+
+def load_settings(
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the layers and validate. `overrides` are CLI flags (None means "not given")."""
+    env = os.environ if env is None else env
+    names = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    trends: dict[str, Any] = {}
+
+    config_file = config_file or env.get(f"{ENV_PREFIX}CONFIG") or None
+    if config_file:
+        for key, value in read_config_file(config_file).items():
+            key = str(key).replace("-", "_")
+            if key == "trends":
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{config_file}: 'trends' must be a mapping")
+                trends.update(value)
+            elif key in names:
+                values[key] = _coerce(f"{config_file}: {key}", value, _field_type(Settings, key))
+            else:
+                raise ConfigError(f"{config_file}: unknown setting {key!r}")
+
+    for var, value in env.items():
+        if var.startswith(TRENDS_ENV_PREFIX):
+            trends[var[len(TRENDS_ENV_PREFIX) :].lower()] = value
+        elif var.startswith(ENV_PREFIX):
+            key = var[len(ENV_PREFIX) :].lower()
+            if key == "config":
+                continue
+            if key in names and key != "trends":
+                values[key] = _coerce(var, value, _field_type(Settings, key))
+            else:
+                # Other parts of finsent read FINSENT_* variables too (e.g. FINSENT_EXPECT_GPU), so an
+                # unknown name is not an error here; a typo still shows up in the log.
+                log.debug("ignoring %s: not a daemon setting", var)
+
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "trends":
+            trends.update(value)
+            continue
+        flag = "--" + key.replace("_", "-")
+        values[key] = _coerce(flag, value, _field_type(Settings, key))
+
+    values["trends"] = trends
+    return Settings(**values)
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)
