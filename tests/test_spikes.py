@@ -202,3 +202,31 @@ def test_step_is_pure_and_deterministic(raw: list[tuple[int, int]]) -> None:
 def test_invalid_params_are_config_errors(change: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         replace(PARAMS, **change)
+
+
+def test_false_alarm_and_detection_rates_on_seeded_traffic() -> None:
+    """The numbers the README quotes: calm topic-days raise nothing, a +6/min surge is caught."""
+    rng = random.Random(42)
+    false_enters = 0
+    for volume in ("0-3", "0-6", "bursty-3", "bursty-8", "busy-10-30"):
+        for share in (0.2, 0.35, 0.5):
+            for _rep in range(2):
+                windows = []
+                for _ in range(24 * 60):
+                    if volume.startswith("bursty"):
+                        total = int(rng.expovariate(1 / int(volume.split("-")[1])))
+                    else:
+                        lo, hi = (int(x) for x in volume.split("-")[-2:])
+                        total = rng.randint(lo, hi)
+                    windows.append((sum(rng.random() < share for _ in range(total)), total))
+                false_enters += sum(d.transition == "enter" for d in run(windows))
+    assert false_enters == 0  # 30 topic-days
+    caught, delays = 0, []
+    for _ in range(50):
+        windows = calm(rng, 60) + [(n + 6, t + 6) for n, t in calm(rng, 12)] + calm(rng, 20)
+        enters = [i for i, m in transitions(run(windows)) if m == "enter"]
+        if enters:
+            caught += 1
+            delays.append(enters[0] - 60)
+    assert caught >= 49
+    assert max(delays) <= 5
