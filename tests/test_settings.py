@@ -1,0 +1,141 @@
+"""Settings: defaults < config file < FINSENT_* environment < flags, validated with the source named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.errors import ConfigError
+from pipeline.cli import build_parser
+from pipeline.commands import settings_from_args
+from pipeline.settings import Settings, load_settings
+
+
+def test_defaults_need_nothing() -> None:
+    s = load_settings(env={})
+    assert s == Settings()
+    assert (s.input_topic, s.scored_topic, s.trends_topic, s.dlq_topic) == (
+        "news.raw",
+        "news.scored",
+        "news.trends",
+        "news.dlq",
+    )
+    assert s.model == "artifacts/latest" and s.create_topics and s.aggregate_group_id == "finsent-aggregate"
+
+
+def test_layers_override_in_order(tmp_path: Path) -> None:
+    cfg = tmp_path / "finsent.yaml"
+    cfg.write_text(
+        "batch_max_messages: 64\ngroup_id: from-file\nmetrics_port: 9000\ntrends:\n  window_ms: 120000\n"
+    )
+    env = {"FINSENT_GROUP_ID": "from-env", "FINSENT_METRICS_PORT": "9001", "FINSENT_EXPECT_GPU": "1"}
+    s = load_settings(config_file=cfg, env=env, overrides={"metrics_port": 9002, "group_id": None})
+    assert s.batch_max_messages == 64  # file
+    assert s.group_id == "from-env"  # env over file; a flag left unset (None) does not override
+    assert s.metrics_port == 9002  # flag over env
+    assert s.trend_settings().window_ms == 120000
+
+
+def test_config_file_from_environment_and_trend_env(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"stage": "score", "exit_when_idle_s": 2.5}')
+    s = load_settings(env={"FINSENT_CONFIG": str(cfg), "FINSENT_TRENDS_ALLOWED_LATENESS_MS": "5000"})
+    assert s.stage == "score" and s.exit_when_idle_s == 2.5
+    assert s.trend_settings().allowed_lateness_ms == 5000
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"FINSENT_BATCH_MAX_MESSAGES": "many"}, r"FINSENT_BATCH_MAX_MESSAGES: invalid value 'many'"),
+        ({"FINSENT_BATCH_MAX_MESSAGES": "0"}, r"batch_max_messages must be >= 1"),
+        ({"FINSENT_STAGE": "both"}, r"stage must be one of all, score, aggregate"),
+        (
+            {"FINSENT_CREATE_TOPICS": "maybe"},
+            r"FINSENT_CREATE_TOPICS: invalid value 'maybe': expected true/false",
+        ),
+        ({"FINSENT_METRICS_PORT": "70000"}, r"metrics_port must be 0..65535"),
+        ({"FINSENT_DLQ_TOPIC": "news.raw"}, r"topics must differ"),
+        ({"FINSENT_SECURITY_PROTOCOL": "SASL_SSL"}, r"needs sasl_mechanism"),
+    ],
+)
+def test_bad_environment_values_name_the_variable(env: dict[str, str], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_settings(env=env)
+
+
+def test_bad_config_files_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch_max_mesages: 5\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown setting 'batch_max_mesages'"):
+        load_settings(config_file=bad, env={})
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: top level must be a mapping"):
+        load_settings(config_file=bad, env={})
+    bad.write_text("key: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+        load_settings(config_file=bad, env={})
+    with pytest.raises(ConfigError, match=r"missing.yaml: cannot read config file"):
+        load_settings(config_file=tmp_path / "missing.yaml", env={})
+
+
+def test_trend_settings_are_validated_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"unknown trend setting 'window_minutes'"):
+        load_settings(env={"FINSENT_TRENDS_WINDOW_MINUTES": "1"}).trend_settings()
+    with pytest.raises(ConfigError, match=r"trends.window_ms: invalid value 'soon'"):
+        load_settings(env={"FINSENT_TRENDS_WINDOW_MS": "soon"}).trend_settings()
+    with pytest.raises(ConfigError, match=r"dedup_horizon_ms"):
+        load_settings(env={"FINSENT_TRENDS_ALLOWED_LATENESS_MS": "86400000"}).trend_settings()
+
+
+def test_security_settings_pass_through_and_secrets_are_masked() -> None:
+    env = {
+        "FINSENT_SECURITY_PROTOCOL": "SASL_SSL",
+        "FINSENT_SASL_MECHANISM": "SCRAM-SHA-512",
+        "FINSENT_SASL_PLAIN_USERNAME": "svc-finsent",
+        "FINSENT_SASL_PLAIN_PASSWORD": "hunter2",
+        "FINSENT_SSL_CAFILE": "/etc/ssl/ca.pem",
+    }
+    s = load_settings(env=env)
+    assert s.kafka_security() == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "svc-finsent",
+        "sasl_plain_password": "hunter2",
+        "ssl_cafile": "/etc/ssl/ca.pem",
+    }
+    masked = s.masked()
+    assert masked["sasl_plain_password"] == "***" and "hunter2" not in repr(masked)
+
+
+def test_cli_flags_map_onto_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in [v for v in __import__("os").environ if v.startswith("FINSENT_")]:
+        monkeypatch.delenv(var)
+    args = build_parser().parse_args(
+        [
+            "consume",
+            "--bootstrap-servers",
+            "127.0.0.1:19092",
+            "--metrics-port",
+            "9555",
+            "--stage",
+            "aggregate",
+            "--no-create-topics",
+            "--exit-when-idle",
+            "4",
+            "--trend",
+            "window_ms=30000",
+        ]
+    )
+    s = settings_from_args(args)
+    assert (s.bootstrap_servers, s.metrics_port, s.stage, s.create_topics) == (
+        "127.0.0.1:19092",
+        9555,
+        "aggregate",
+        False,
+    )
+    assert s.exit_when_idle_s == 4.0 and s.trend_settings().window_ms == 30000
+    bad = build_parser().parse_args(["replay", "f.jsonl", "--trend", "window_ms"])
+    with pytest.raises(ConfigError, match=r"--trend 'window_ms': expected FIELD=VALUE"):
+        settings_from_args(bad)
