@@ -121,7 +121,8 @@ def local_prometheus_config(
     if not jobs:
         raise ConfigError("prometheus.yml: no scrape job named 'finsent'")
     job = jobs[0]
-    job.pop("static_configs", None)
+    for key in [k for k in job if k == "static_configs" or k.endswith("_sd_configs")]:
+        del job[key]  # compose DNS names and example files mean nothing to a local run
     job["file_sd_configs"] = [{"files": [targets_file], "refresh_interval": "1s"}]
     out["scrape_configs"] = [job]
     out["rule_files"] = list(rule_files)
