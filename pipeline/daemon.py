@@ -82,7 +82,7 @@ class Aggregator:
         self.source_idle_s = source_idle_s
         self.folder = TrendFolder(settings)
         self.pending: dict[Any, _Pending] = {}
-        self.sources: dict[Any, tuple[int, float]] = {}  # source -> (max event time, last seen)
+        self.sources: dict[Any, tuple[int | None, float]] = {}  # source -> (max event time, last seen)
         self.closed_before: int | None = None  # every window starting before this was emitted
         self.skip_before: int | None = None  # after a reset: windows before this were already emitted
         self.skipped = 0
@@ -103,7 +103,8 @@ class Aggregator:
         else:
             outcome = self.folder.add(ev)
         seen = self.sources.get(source)
-        self.sources[source] = (max(ev.event_time_ms, seen[0]) if seen else ev.event_time_ms, now_s)
+        latest = ev.event_time_ms if seen is None or seen[0] is None else max(ev.event_time_ms, seen[0])
+        self.sources[source] = (latest, now_s)
         if partition is not None and offset is not None:
             p = self.pending.setdefault(partition, _Pending())
             if outcome == "counted":
@@ -111,11 +112,19 @@ class Aggregator:
             p.next_offset = offset + 1
         return outcome
 
+    def expect_sources(self, sources: Any, now_s: float) -> None:
+        """Input partitions known from metadata: one that has not delivered yet holds the watermark
+        back (up to `source_idle_s`), so a slow partition's first events are not late."""
+        for src in sources:
+            self.sources.setdefault(src, (None, now_s))
+
     def watermark(self, now_s: float = 0.0) -> int | None:
         active = [t for t, seen in self.sources.values() if now_s - seen <= self.source_idle_s]
+        if None in active:
+            return None
         if active:
-            return min(active)
-        return max((t for t, _ in self.sources.values()), default=None)
+            return min(t for t in active if t is not None)
+        return max((t for t, _ in self.sources.values() if t is not None), default=None)
 
     def advance(self, now_s: float = 0.0) -> list[TrendRecord]:
         """Close the windows the watermark has passed (plus the allowed lateness)."""
@@ -428,6 +437,13 @@ class AggregateStage(_Stage):
         # Open windows may hold events of partitions now owned by another member, and our positions
         # went back to the committed offsets: rebuild from those.
         self.agg.reset()
+        topic = self.settings.input_topic
+        try:
+            parts = self.consumer.partitions_for_topic(topic) or set()
+        except Exception as exc:  # metadata is an optimisation here: without it the max event time rules
+            log.warning("aggregate stage: no partition metadata for %s: %s", topic, exc)
+            parts = set()
+        self.agg.expect_sources([(topic, p) for p in sorted(parts)], time.monotonic())
 
     def step(self) -> int:
         from kafka.structs import TopicPartition
