@@ -22,6 +22,7 @@ A signal does not flush: open windows are re-built from the uncommitted events o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -160,6 +161,14 @@ class Aggregator:
                 out[tp] = p.next_offset
         return out
 
+    def commit_metadata(self) -> str:
+        """Stored with the committed offsets: windows before this are emitted (see `reset`)."""
+        return "" if self.closed_before is None else json.dumps({"closed_before": self.closed_before})
+
+    def skip_windows_before(self, frontier: int | None) -> None:
+        if frontier is not None:
+            self.skip_before = max(self.skip_before or frontier, frontier)
+
     def reset(self) -> None:
         """Forget open windows (a rebalance: uncommitted events will be re-read from committed offsets)."""
         self.folder = TrendFolder(self.settings)
@@ -169,6 +178,14 @@ class Aggregator:
             self.skip_before = max(self.skip_before or self.closed_before, self.closed_before)
 
 
+def _closed_before_of(metadata: str) -> int | None:
+    try:
+        value = json.loads(metadata).get("closed_before")
+    except (ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) else None
+
+
 def to_event(value: bytes) -> tuple[ScoredEvent, Any]:
     """A news.scored value -> (the event, its input partition as the watermark source)."""
     f = scored_event(value)
@@ -176,8 +193,6 @@ def to_event(value: bytes) -> tuple[ScoredEvent, Any]:
 
 
 def trend_outgoing(topic_name: str, records: list[TrendRecord]) -> list[Outgoing]:
-    import json
-
     return [
         Outgoing(topic_name, r.topic.encode("utf-8"), json.dumps(r.to_json_dict()).encode("utf-8"))
         for r in records
@@ -185,8 +200,6 @@ def trend_outgoing(topic_name: str, records: list[TrendRecord]) -> list[Outgoing
 
 
 def dead_outgoing(topic_name: str, dead: list[DeadLetter], now_ms: int) -> list[Outgoing]:
-    import json
-
     return [
         Outgoing(
             topic_name, d.reason.encode(), json.dumps(d.to_dict(now_ms), ensure_ascii=False).encode("utf-8")
@@ -236,6 +249,7 @@ class _Stage:
         self.consumer: Any = None
         self.producer: Any = None
         self.rebalanced = False
+        self.committed_metadata: list[str] = []
         self.assigned_at: float | None = None
         self.last_input_at: float | None = None
         self.consumed = 0
@@ -311,13 +325,13 @@ class _Stage:
             self.metrics.broker_ok()
         return bool(ok)
 
-    def commit(self, offsets: dict[Any, int]) -> None:
+    def commit(self, offsets: dict[Any, int], metadata: str = "") -> None:
         from kafka.errors import KafkaError
 
         if not offsets:
             return
         try:
-            kafka_io.commit(self.consumer, offsets)
+            kafka_io.commit(self.consumer, offsets, metadata)
         except KafkaError as exc:
             # A rebalance or a broker hiccup: the outputs are durable, the inputs will be re-read and
             # the duplicates are absorbed downstream (dedup by id).
@@ -328,12 +342,15 @@ class _Stage:
 
     def rewind(self) -> None:
         """Seek every assigned partition to its committed offset (or the beginning)."""
+        self.committed_metadata = []
         for tp in self.consumer.assignment():
-            committed = self.consumer.committed(tp)
-            if committed is None:
+            committed = self.consumer.committed(tp, metadata=True)
+            if committed is None or committed.offset is None or committed.offset < 0:
                 self.consumer.seek_to_beginning(tp)
             else:
-                self.consumer.seek(tp, committed)
+                self.consumer.seek(tp, committed.offset)
+                if committed.metadata:
+                    self.committed_metadata.append(committed.metadata)
 
     def update_lag(self) -> None:
         try:
@@ -435,8 +452,12 @@ class AggregateStage(_Stage):
 
     def on_assigned(self) -> None:
         # Open windows may hold events of partitions now owned by another member, and our positions
-        # went back to the committed offsets: rebuild from those.
+        # went back to the committed offsets: rebuild from those. The commits carry how far windows
+        # were already emitted (by us, a previous run, or the previous owner), so those events are
+        # not folded into a second record for the same window.
         self.agg.reset()
+        for meta in self.committed_metadata:
+            self.agg.skip_windows_before(_closed_before_of(meta))
         topic = self.settings.input_topic
         try:
             parts = self.consumer.partitions_for_topic(topic) or set()
@@ -470,7 +491,7 @@ class AggregateStage(_Stage):
         closed = self.agg.advance(now_s) if records else []
         if not self.emit(closed, bad):
             return len(records)
-        self.commit(self.agg.safe_offsets())
+        self.commit(self.agg.safe_offsets(), self.agg.commit_metadata())
         return len(records)
 
     def emit(self, closed: list[TrendRecord], bad: list[DeadLetter]) -> bool:
@@ -488,7 +509,7 @@ class AggregateStage(_Stage):
     def finish(self, flush: bool) -> None:
         """End of run: at the end of a replay close every window; on a signal keep them for a restart."""
         if flush and self.emit(self.agg.flush(), []):
-            self.commit(self.agg.safe_offsets())
+            self.commit(self.agg.safe_offsets(), self.agg.commit_metadata())
 
 
 # --------------------------------------------------------------------------------------------------

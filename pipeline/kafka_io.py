@@ -112,12 +112,12 @@ def publish(producer: Any, messages: Sequence[Outgoing], timeout_s: float = 30.0
         raise PublishError(f"publish of {len(messages)} records failed: {exc}") from exc
 
 
-def commit(consumer: Any, offsets: dict[Any, int]) -> None:
-    """Commit `next offset to read` per TopicPartition (synchronously)."""
+def commit(consumer: Any, offsets: dict[Any, int], metadata: str = "") -> None:
+    """Commit `next offset to read` per TopicPartition (synchronously), with a metadata string."""
     from kafka.structs import OffsetAndMetadata
 
     if offsets:
-        consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+        consumer.commit({tp: OffsetAndMetadata(off, metadata, -1) for tp, off in offsets.items()})
 
 
 def poll_records(consumer: Any, timeout_s: float, max_records: int) -> list[Any]:

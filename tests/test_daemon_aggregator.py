@@ -104,3 +104,22 @@ def test_interleaved_ordered_partitions_are_never_late(a: list[int], b: list[int
     emitted += agg.flush()
     assert totals(emitted) == len(a) + len(b)
     assert agg.folder.late == 0
+
+
+def test_a_new_process_skips_windows_the_previous_one_emitted() -> None:
+    """After a restart the commit metadata says which windows were already published."""
+    from pipeline.daemon import _closed_before_of
+
+    first = Aggregator(TrendSettings(allowed_lateness_ms=0))
+    # Out of order within the partition: minute 3 at offset 0, minute 1 at offset 1.
+    for off, minute in enumerate([3, 1]):
+        first.add(ev(off, T0 + minute * MIN), P, off, A)
+    emitted = first.advance()  # watermark in minute 3: minutes up to 2 closed, minute 3 open
+    assert totals(emitted) == 1 and first.safe_offsets() == {P: 0}
+    meta = first.commit_metadata()
+    second = Aggregator(TrendSettings(allowed_lateness_ms=0))  # the restarted process re-reads 0 and 1
+    second.skip_windows_before(_closed_before_of(meta))
+    assert second.add(ev(0, T0 + 3 * MIN), P, 0, A) == "counted"
+    assert second.add(ev(1, T0 + 1 * MIN), P, 1, A) == "replayed"  # minute 1 was already published
+    assert totals(second.flush()) == 1
+    assert _closed_before_of("not json") is None and _closed_before_of("") is None
