@@ -1,0 +1,133 @@
+"""The daemon end to end on a real broker, plus its import discipline.
+
+Integration tests start Tansu (a Kafka-protocol broker) and run the real `finsent consume` CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from models.artifact import verify_artifact
+from tests.support.broker import Broker, free_port, read_topic, values
+from tests.support.daemon_procs import (
+    clean_env,
+    finsent,
+    sample,
+    scrape,
+    start_consume,
+    write_feed,
+)
+from tests.test_artifact import WORDS, build_toy_artifact
+
+FEEDS = Path(__file__).parent / "feeds"
+
+
+def test_daemon_and_replay_do_not_import_torch_or_transformers() -> None:
+    code = (
+        "import sys, pipeline.daemon, pipeline.replay, pipeline.commands, pipeline.kafka_io, models.runtime;"
+        "from pipeline.cli import build_parser; build_parser();"
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=clean_env())
+
+
+def test_a_bad_artifact_is_a_clean_cli_error(tmp_path: Path) -> None:
+    out = finsent("consume", "--model", str(tmp_path / "nope"), "--bootstrap-servers", "127.0.0.1:9")
+    assert (
+        out.returncode == 2 and "no such artifact directory" in out.stderr and "Traceback" not in out.stderr
+    )
+    out = finsent("consume", "--batch-max-messages", "0")
+    assert out.returncode == 2 and "batch_max_messages must be >= 1" in out.stderr
+
+
+def good_rows(n: int, prefix: str = "g") -> list[dict]:
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "headline": " ".join(WORDS[(i + k) % len(WORDS)] for k in range(4)),
+            "published_at": f"2026-03-02T10:{i // 6:02d}:{(i % 6) * 10:02d}Z",
+            "source": "test",
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.mark.integration
+def test_malformed_messages_all_go_to_the_dlq_and_the_daemon_keeps_scoring(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    art = build_toy_artifact(tmp_path)
+    bs = kafka_broker.bootstrap
+    malformed = [json.loads(line) for line in (FEEDS / "malformed.jsonl").read_text().splitlines() if line]
+    good = write_feed(tmp_path / "good.jsonl", good_rows(40))
+    # Bad messages first, then good ones: the good ones must still be scored.
+    out = finsent(
+        "replay", str(FEEDS / "malformed.jsonl"), "--b64", "--bootstrap-servers", bs, "--topic", "news.raw"
+    )
+    assert out.returncode == 0, out.stderr
+    assert finsent("replay", str(good), "--bootstrap-servers", bs, "--topic", "news.raw").returncode == 0
+
+    port = free_port()
+    log = tmp_path / "consume.log"
+    proc = start_consume(
+        log, "--bootstrap-servers", bs, "--model", str(art), "--metrics-port", str(port),
+        "--metrics-host", "127.0.0.1", "--exit-when-idle", "6",
+    )  # fmt: skip
+    try:
+        total = len(malformed) + 40
+        deadline = time.monotonic() + 90
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                text = scrape(port)
+            except OSError:
+                text = ""
+            done = (sample(text, "finsent_messages_total", outcome="scored") or 0) + (
+                sample(text, "finsent_messages_total", outcome="dlq") or 0
+            )
+            if done >= total:
+                break
+            time.sleep(0.3)
+        assert proc.poll() is None, "the daemon exited early:\n" + log.read_text()
+        assert sample(text, "finsent_messages_total", outcome="scored") == 40
+        assert sample(text, "finsent_messages_total", outcome="dlq") == len(malformed)
+        expected_reasons: dict[str, int] = {}
+        for row in malformed:
+            expected_reasons[row["reason"]] = expected_reasons.get(row["reason"], 0) + 1
+        for reason, n in expected_reasons.items():
+            assert sample(text, "finsent_dlq_total", reason=reason) == n, reason
+        assert (
+            sample(
+                text,
+                "finsent_model_info",
+                version=verify_artifact(art).version,
+                provider="cpu",
+                variant="fp32",
+            )
+            == 1
+        )
+        assert sample(text, "finsent_broker_up") == 1
+        assert (sample(text, "finsent_last_batch_timestamp_seconds") or 0) > time.time() - 120
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    dlq = values(read_topic(bs, "news.dlq", done=lambda r: len(r) >= len(malformed)))
+    by_raw = {d["raw_b64"]: d for d in dlq}
+    assert len(dlq) == len(malformed)
+    for row in malformed:
+        d = by_raw[row["b64"]]  # the exact original bytes are in the dead letter
+        assert d["reason"] == row["reason"], (row["kind"], d["message"])
+        assert d["input"]["topic"] == "news.raw" and d["input"]["offset"] >= 0
+        assert d["message"].startswith(f"news.raw[{d['input']['partition']}]@{d['input']['offset']}: ")
+    scored = values(read_topic(bs, "news.scored", done=lambda r: len(r) >= 40))
+    assert sorted(r["id"] for r in scored) == sorted(f"g{i}" for i in range(40))
