@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.corpus import style
-from training.corpus.grammar import Slots, render
+from training.corpus import style, tails
+from training.corpus.grammar import Slots, fill, render
 from training.corpus.labels import SENTIMENTS, TOPICS
 from training.corpus.phrases import Table, all_phrases
 from training.corpus.vocab import POOLS, Pool
@@ -29,6 +29,7 @@ DEFAULT_OUT = Path("data/starter_corpus.csv")
 # Headlines per topic for each sentiment: neutral is common in real news but not the majority.
 PER_TOPIC = {"negative": 80, "neutral": 64, "positive": 80}
 P_ROUNDUP = 0.05
+P_TAIL = 0.16
 P_TOPIC_ONLY = 0.08
 P_SENTIMENT_ONLY = 0.08
 MIN_WORDS, MAX_WORDS = 4, 35
@@ -52,14 +53,20 @@ def check_table(table: Table) -> None:
             raise ValueError(f"phrase tables: topic {topic!r} has sentiments {sorted(cells)}")
 
 
-def headlines(templates: list[str], rng: random.Random, pool: Pool) -> Iterator[tuple[str, Slots]]:
+def headlines(
+    templates: list[str], rng: random.Random, pool: Pool, tail_options: list[str]
+) -> Iterator[tuple[str, Slots]]:
     """Endless decorated headlines for one cell, cycling through its templates in shuffled rounds."""
     while True:
         order = list(templates)
         rng.shuffle(order)
         for template in order:
             text, slots = render(template, rng, pool)
-            if rng.random() < P_ROUNDUP:
+            if rng.random() < P_TAIL:
+                tail = rng.choice(tail_options)
+                if tails.fits(tail, text):
+                    text += fill(tail, slots)
+            elif rng.random() < P_ROUNDUP:
                 second, more = render(rng.choice(templates), rng, pool)
                 text = style.roundup(text, second)
                 slots.companies.extend(more.companies)
@@ -96,7 +103,8 @@ def build_rows(
     rows: list[Row] = []
     for topic in TOPICS:
         for sentiment in SENTIMENTS:
-            source = headlines(table[topic][sentiment], rng, POOLS[pool])
+            tail_options = tails.TAILS[tails.group_of(topic)][sentiment]
+            source = headlines(table[topic][sentiment], rng, POOLS[pool], tail_options)
             for text, _ in take_unique(source, per_topic[sentiment], seen, f"{topic}/{sentiment}"):
                 rows.append(Row(text, topic, sentiment))
     rows = blank_some_labels(rows, rng)

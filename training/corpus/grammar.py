@@ -268,9 +268,13 @@ def tidy(text: str) -> str:
 def render(template: str, rng: random.Random, pool: Pool) -> tuple[str, Slots]:
     """One headline from one template; returns the text and the slots it used."""
     slots = Slots(rng, pool)
-    text = expand_choices(template, rng)
-    text = _SLOT.sub(lambda m: slots.get(m.group(1)), text)
-    return tidy(text), slots
+    return fill(template, slots), slots
+
+
+def fill(template: str, slots: Slots) -> str:
+    """Expand a template with an existing headline's slots (same company, same numbers)."""
+    text = expand_choices(template, slots.rng)
+    return tidy(_SLOT.sub(lambda m: slots.get(m.group(1)), text))
 
 
 def template_slots(template: str) -> set[str]:

@@ -31,6 +31,8 @@ PHRASES = {
             "[Weak|Sluggish] {product} sales [drag|pull] {co} to surprise loss",
             "{co} profit [halves|plunges] as [inventory glut|price war|currency swings] [bites|hits margins]",
             "{co} [blames|cites] [weather|supply snags|a cyberattack] for {qword} [shortfall|miss]",
+            "'A tough quarter': {co} CEO {person} on [shrinking margins|falling sales]",
+            "Earnings: {co} [stumbles|disappoints] as {country} sales [slump|fall] {bigpct}%",
         ],
         "neutral": [
             "{co} to report {qword} results on {date}",
@@ -56,6 +58,7 @@ PHRASES = {
             "{co} results due {weekday}; focus on [margins|{country} sales|cloud growth|pricing]",
             "{co} {qword} earnings [meet|match] forecasts; {year} view unchanged",
             "Factbox: what analysts expect from {co}, {co2} results",
+            "Earnings: {co} [sticks to|stands by] targets in [steady|uneventful] quarter",
         ],
         "positive": [
             "{co} [beats|tops|surpasses] {q} [profit|earnings] [estimates|forecasts|expectations][, shares jump {pct}%|]",
@@ -81,6 +84,8 @@ PHRASES = {
             "{co} [posts|delivers] [blowout|bumper] quarter as {product} [takes off|flies off shelves]",
             "{co} free cash flow [doubles|triples] in {quarter}, [beating|well above] forecasts",
             "{co} [narrows|trims] {qword} loss far more than expected",
+            "'Our best quarter ever,' says {co} CEO as profit [soars|doubles]",
+            "Earnings: {co} [shines|delivers] as {country} sales [jump|climb] {bigpct}%",
         ],
     },
     "Dividend": {
@@ -121,6 +126,7 @@ PHRASES = {
             "{tk} declares {div} quarterly div, unchanged",
             "{co} to pay {qword} dividend on {date} to holders of record",
             "{co} says dividend policy under [routine|annual] review",
+            "Ex-dividend today: {co}, {co2}",
         ],
         "positive": [
             "{co} [raises|lifts|boosts|increases] quarterly dividend [by {bigpct}%|to {div_hi} from {div_lo}]",
@@ -163,6 +169,8 @@ PHRASES = {
             "{co} factory fire [halts|disrupts] {product} production",
             "{co}'s {product} [panned|savaged] by reviewers, pre-orders [weak|slow]",
             "{co} [loses|drops] biggest customer {co2}",
+            "'We got it wrong': {co} apologises for {product} [glitch|fault]",
+            "Why {co}'s {product} launch [went wrong|stalled] and what it costs",
         ],
         "neutral": [
             "{co} to hold product event on {date}",
@@ -205,6 +213,7 @@ PHRASES = {
             "{co}'s {product} [wins|earns] rave reviews, [orders|bookings] [pour in|surge]",
             "{co} [breakthrough|milestone]: {product} [passes|clears] final safety tests",
             "{co} [wins back|regains] {co2} as customer in {money} deal",
+            "Inside {co}'s [hit|winner] {product}: orders [double|triple] in {word_n} months",
         ],
     },
     "Personnel Change": {
@@ -241,6 +250,7 @@ PHRASES = {
             "{co} names {person} head of {country} unit",
             "{fund} [hires|adds] {person} as partner",
             "{co} {role} {person} to step down as planned after {word_n} years",
+            "{co} CEO {person} to retire after {bign} years; board begins search",
         ],
         "positive": [
             "{co} [shares jump|stock rallies] as [industry veteran|turnaround expert] {person} [named|hired as] CEO",

@@ -24,8 +24,9 @@ PHRASES = {
             "Central banks [turn|grow] more hawkish as [wage growth|price pressures] [accelerate|persist]",
             "{cb} [scraps|delays] planned rate cut as inflation [rebounds|reaccelerates]",
             "{cb} [warns|cautions] of financial stability risks from [property slump|high debt]",
-            "No relief in sight: {cb} [rules out|dismisses] cuts [before|until] {year}",
+            "No relief in sight: {cb} [rules out|dismisses] cuts [until next year|for now]",
             "{cb} [shock|surprise] [tightening|hike] [hammers|rattles] [stocks|bonds] in {country}",
+            "'Inflation is not beaten,' {cb} [official|policymaker] warns",
         ],
         "neutral": [
             "{cb} [holds|keeps|leaves] rates [steady|unchanged] at {rate}%[, as expected|]",
@@ -34,7 +35,7 @@ PHRASES = {
             "What to expect from {cb} this week",
             "{cb} [official|policymaker] [to speak|speaks] at {city} conference on {date}",
             "{cb} keeps balance sheet policy on current path",
-            "Markets [price|see] a {bigpct}% chance of a {cb} move in {month}",
+            "Markets [price|see] a {bigpct}% chance of a move by {cb} in {month}",
             "{cb} [publishes|releases] [financial stability report|monetary policy report]",
             "{cb} governor [reappointed|nominated] for second term",
             "{cb} [holds|keeps] rates, [repeats|reiterates] data-dependent stance",
@@ -42,7 +43,7 @@ PHRASES = {
             "{cb} [adjusts|tweaks] liquidity framework in [technical|minor] change",
             "{cb} [publishes|sets] meeting calendar for {year}",
             "Fed's Beige Book shows [modest|slight] activity changes across districts",
-            "{cb} decision: rate {rate}%, [unanimous|split] vote",
+            "Decision from {cb}: rate {rate}%, [unanimous|split] vote",
             "Explainer: how {cb} sets interest rates",
         ],
         "positive": [
@@ -60,6 +61,7 @@ PHRASES = {
             "Central banks [turn|grow] more dovish as [price pressures ease|inflation recedes]",
             "{cb} delivers [bigger-than-expected|jumbo] {bp} bp cut[, {index} jumps|]",
             "Relief for borrowers as {cb} starts [easing cycle|cutting rates]",
+            "'We can start easing,' {cb} [official|policymaker] says",
         ],
     },
     "Macro": {
@@ -82,6 +84,7 @@ PHRASES = {
             "{country} industrial output [slumps|falls] {pct}% year on year",
             "{country} exports [plunge|tumble] {bigpct}% as [global demand falters|orders dry up]",
             "Economists [cut|slash] {country} growth forecasts after [weak|dismal] data",
+            "'Clearly weakening': {country} [jobs|growth] data [alarm|worry] economists",
         ],
         "neutral": [
             "{country} GDP [grows|expands] {smallpct}% in {quarter}, in line with forecasts",
@@ -118,6 +121,7 @@ PHRASES = {
             "{country} PMI [rises|climbs] to {pmi_high}, [highest|strongest] in {word_n} years",
             "{country} industrial output [jumps|rises] {pct}% year on year",
             "Economists [raise|lift] {country} growth forecasts after [strong|robust] data",
+            "'Remarkably resilient': {country} economy [defies|shrugs off] [slowdown|recession] fears",
         ],
     },
     "Currencies": {
@@ -136,6 +140,8 @@ PHRASES = {
             "Carry trade [unwind|blowup] [hits|slams] {ccy}",
             "Dollar [slumps|sinks] to {n}-month low as US [data disappoints|yields fall]",
             "{pair} [down|lower] {smallpct}% at {fxlvl}[, worst session since {month}|]",
+            "Is the {ccy} heading for a crisis? Traders [hedge for|brace for|bet on] more losses",
+            "{ccy} [weakens|falls] past key level, [prompting|drawing] warning from [officials|finance ministry]",
         ],
         "neutral": [
             "{pair} [steady|flat|little changed] at {fxlvl} ahead of [data|{cb} decision]",
@@ -150,6 +156,8 @@ PHRASES = {
             "FX week ahead: {cb} decision, {country} data in focus",
             "{ccy} [ends|closes] week [flat|unchanged] against the euro",
             "Poll: {ccy} seen [broadly stable|range-bound] over next 12 months",
+            "{ccy} weekly outlook: [range trading|sideways moves] [expected|likely]",
+            "Dollar index [steady|flat] in [quiet|holiday] trade",
         ],
         "positive": [
             "{ccy} [surges|jumps|climbs] to [{n}-year high|strongest level since {pastyear}] against the dollar",
@@ -164,6 +172,8 @@ PHRASES = {
             "Dollar [strengthens|climbs] to {n}-month high as US [data impress|yields rise]",
             "{pair} [up|higher] {smallpct}% at {fxlvl}[, best session since {month}|]",
             "{ccy} [recovers|rebounds] [sharply|strongly] from [record low|recent lows]",
+            "{ccy} bulls [return|are back] as [inflows|yields] [rise|climb]",
+            "{country} [intervention|support] [pays off|works] as {ccy} [steadies|recovers] {pct}%",
         ],
     },
     "Treasuries | Corporate Debt": {
@@ -185,6 +195,7 @@ PHRASES = {
             "{rater} [cuts|revises] outlook on {co} to negative",
             "{co} forced to pay {pct_hi}% coupon as borrowing costs [soar|rise]",
             "Bond rout [deepens|spreads]: {country} 10-year yield [tops|breaks] {yld}%",
+            "Buyers' strike in bonds sends {country} yields to {n}-year high",
         ],
         "neutral": [
             "US 10-year yield [steady|little changed|flat] at {yld}%",
@@ -200,6 +211,7 @@ PHRASES = {
             "{country} debt agency [sets|publishes] {quarter} issuance plan",
             "Bond market week ahead: [auctions|supply] and [inflation|jobs] data",
             "[Two-year|Five-year|30-year] yield [holds|hovers] near {yld}%",
+            "{co} [launches|starts] exchange offer for notes due {year}",
         ],
         "positive": [
             "Treasuries [rally|gain|climb]; 10-year yield [falls|drops|slides] {ybp} bp to {yld}%",

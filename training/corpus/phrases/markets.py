@@ -22,6 +22,7 @@ PHRASES = {
             "{broker} [cuts|lowers] {co} {year} EPS forecast to {eps_lo} from {eps_hi}",
             "{co} [double-downgraded|cut two notches] at {broker} on [debt worries|cash burn]",
             "{broker} sees {co} falling to {target_lo}, [well below|far under] consensus",
+            "'[Too much optimism priced in|Priced for perfection|The easy gains are gone]': {broker} [downgrades|cuts] {co}",
         ],
         "neutral": [
             "{broker} [initiates|starts] coverage of {co} at [neutral|hold|equal weight|market perform]",
@@ -55,6 +56,7 @@ PHRASES = {
             "{broker} [raises|lifts] {co} {year} EPS forecast to {eps_hi} from {eps_lo}",
             "{broker}: {co} [sell-off|pullback] [overdone|a buying opportunity], upgrade to buy",
             "{co} wins fresh buy rating from {broker} on [cost savings|market share gains]",
+            "'[A rare bargain|Too cheap to ignore|The worst is over]': {broker} upgrades {co} to [buy|outperform]",
         ],
     },
     "Stock Commentary": {
@@ -83,7 +85,7 @@ PHRASES = {
             "{co} [vs|or] {co2}: how the two compare on valuation",
             "{co} trades at {mult}x [sales|book] against [a sector average|peers] of {mult2}x",
             "Should you buy {co} stock after the [split|results]?",
-            "{fund} reports {stake}% passive stake in {co}",
+            "Retail investors now hold {bigpct}% of {co}, broker data show",
             "{co} options activity [busy|elevated] ahead of {weekday} [results|decision]",
             "How {co} makes its money, explained",
             "{co} shareholders to vote on [board|pay] [proposals|resolutions] on {date}",
@@ -97,7 +99,7 @@ PHRASES = {
         "positive": [
             "Why {co} [could be|looks like] [a bargain|cheap|undervalued] [here|after the dip]",
             "{co}: [three|five] reasons the rally [has legs|can keep going]",
-            "{fund} [builds|takes] {stake}% stake in {co}, betting on [turnaround|rerating]",
+            "Why {fund} is doubling down on {co}, in {person}'s words",
             "{co} insiders [buy|scoop up] {shares} shares[ after the dip|]",
             "[Fund managers|Investors] [pile into|flock to] {co} as [growth|turnaround] story [gains traction|takes hold]",
             "The bull case for {co}: [rising|expanding] margins, [strong|growing] [cash flow|backlog]",
@@ -110,6 +112,7 @@ PHRASES = {
             "[Hedge funds|Big investors] [raise|boost] {co} holdings, filings show",
             "{co}'s [buyback|cash pile] makes the stock [a compelling|an attractive] buy, says {person}",
             "[Underrated|Overlooked] {co} [set to|could] [shine|outperform] in {year}, [fund manager|strategist] says",
+            "{person} of {fund} explains why the fund is betting on a {co} turnaround",
         ],
     },
     "Stock Movement": {
@@ -147,6 +150,8 @@ PHRASES = {
             "{co} [pares|trims] [early|morning] [gain|loss] to trade near unchanged",
             "{co} shares barely move after [CEO|AGM|investor day] remarks",
             "{co} shares [move|moving] in line with {index}",
+            "{co} [stock|share price] [unchanged|steady] after {weekday}'s [halt|pause]",
+            "Stocks to watch: {co}, {co2}, {co3}",
         ],
         "positive": [
             "{co} shares [jump|rise|climb|surge] {pct}%[ in early trade| premarket| after the open|]",
@@ -182,6 +187,8 @@ PHRASES = {
             "{co} IPO [undersubscribed|only partly covered], [bankers|sources] say",
             "Recent IPOs slump: {co} down {bigpct}% from offer price",
             "{co} lock-up expiry [hits|sinks] shares {pct}%",
+            "'Not the right time': {co} shelves listing plans",
+            "{co} [drops|sinks] {bigpct}% below offer on debut, [worst|weakest] [listing|IPO] of the year",
         ],
         "neutral": [
             "{co} [files|files confidentially] for [U.S.|{city}] IPO",
@@ -197,6 +204,8 @@ PHRASES = {
             "{fund} [weighs|mulls] [IPO|listing] of {co} unit",
             "{co} [names|appoints] {person} [chair|CFO] ahead of listing",
             "{co} [to raise|seeks] up to {money} in IPO",
+            "{co} [lists|begins trading] in {city} under ticker {tk}",
+            "Explainer: how {co}'s [direct listing|dual listing] will work",
         ],
         "positive": [
             "{co} shares [soar|jump|surge] {bigpct}% in [market debut|first day of trading|{city} debut]",
@@ -211,6 +220,8 @@ PHRASES = {
             "{co} debut [pops|sizzles], handing [early backers|founders] a windfall",
             "{co} [accelerates|brings forward] IPO [on|amid] [strong investor demand|a hot market]",
             "Strong demand [lets|allows] {co} to [lift|raise] IPO price range",
+            "'Overwhelming demand': {co} [boosts|increases] IPO size",
+            "{co} [opens|begins trading] {bigpct}% above offer price in {city}",
         ],
     },
 }

@@ -43,6 +43,7 @@ PHRASES = {
             "{egood} futures [mixed|flat] as traders await weather forecasts",
             "Explainer: how OPEC+ quotas work",
             "{oilco} {site} refinery [operating normally|running at normal rates], company says",
+            "{oilco} [says|confirms] {site} [output|production] [on plan|in line with guidance] for {month}",
         ],
         "positive": [
             "{crude} [rises|climbs|jumps|rallies] {pct}% [on|as] [supply cuts|strong demand|an inventory draw]",
@@ -93,6 +94,7 @@ PHRASES = {
             "{miner} to host site visit at {site} mine in {month}",
             "{metal} [range-bound|rangebound] around recent levels",
             "Explainer: why {metal} matters for [batteries|construction|electric cars]",
+            "{metal} [inventories|stocks] in LME warehouses [little changed|steady] this week",
         ],
         "positive": [
             "{metal} [rises|climbs|jumps] {pct}% as [the dollar weakens|demand improves|supply tightens]",
@@ -109,6 +111,7 @@ PHRASES = {
             "{miner} [lifts|boosts] reserves at {site} by {bigpct}%",
             "Record [central bank|investor] buying [lifts|drives] gold to fresh highs",
             "Chemicals maker {miner} [raises|lifts] forecast on [strong|recovering] demand",
+            "Gold bugs [rejoice|cheer] as bullion [tops|breaks] {goldp}",
         ],
     },
     "Financials": {
@@ -146,6 +149,7 @@ PHRASES = {
             "Banking regulators [publish|release] annual stress test scenarios",
             "{bank} customer deposits [stable|steady] at {bigmoney}",
             "{insurer} [files|submits] rate plan with {country} regulator",
+            "{bank} [trials|pilots] [instant payments|tokenised deposits] with {co}",
         ],
         "positive": [
             "{bank} [passes|sails through] stress test with [ample|a strong] capital buffer",
@@ -189,7 +193,7 @@ PHRASES = {
             "{index} futures [flat|steady] [ahead of|before] [the open|data]",
             "Markets week ahead: [Fed|earnings|inflation data] in focus",
             "{region} shares [mixed|little changed] at midday",
-            "{index} to add {co} in quarterly rebalance",
+            "{index} quarterly rebalance takes effect after {weekday}'s close",
             "Trading volume [light|thin] [ahead of|before] [holiday|long weekend]",
             "Stocks [drift|tread water] as investors [weigh|digest] [earnings|data]",
             "What's moving markets [today|this morning]: [Fed|data|earnings]",

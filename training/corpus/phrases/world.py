@@ -89,6 +89,7 @@ PHRASES = {
             "{fund} closes {year} fund at target size",
             "{co} [sets|announces] exchange ratio for {co2} [merger|deal]",
             "{fund} [files|reports] {stake}% holding in {co}, says no plans to seek control",
+            "{co} [confirms|acknowledges] approach from {co2}; [talks|discussions] at early stage",
         ],
         "positive": [
             "{co} [agrees|agrees to buy|to acquire] {co2} for {bigmoney}[ in cash|, a {bigpct}% premium|]",
@@ -101,7 +102,7 @@ PHRASES = {
             "[Dealmaking|M&A activity] [rebounds|surges] to [{n}-year high|highest since {pastyear}]",
             "{co} takeover of {co2} [wins|gets] shareholder backing",
             "{co} merger with {co2} to [create|form] {sector} [giant|leader], saving {money} a year",
-            "{fund} [takes|buys] {stake}% stake in {co}; [shares jump|stock rallies]",
+            "{fund} [agrees to buy|buys] {stake}% of {co} in {money} deal; shares jump",
             "{co} [attracts|draws] [multiple|rival] [bidders|suitors]; shares [rise|climb]",
             "{co}'s deal for {co2} [adds to earnings|is accretive] in first year, shares rise",
             "{co} [forms|launches] {money} joint venture with {co2} to grow in {country}",
@@ -154,6 +155,7 @@ PHRASES = {
             "Ceasefire [agreed|holds] in {region}, [lifting|boosting] [sentiment|markets]",
             "{country} [pro-business|reformist] [candidate|party] [wins|sweeps] [election|vote]",
             "{country} [cuts|lowers] [corporate|business] taxes in [reform|budget] package",
+            "'A good deal for [both sides|everyone|our exporters]': {country} and {country2} [seal|sign] trade pact",
         ],
     },
     "General News | Opinion": {
@@ -173,6 +175,7 @@ PHRASES = {
             "[Commentary|Analysis]: {country}'s [debt|deficit] path [is|looks] unsustainable",
             "Supply chain bottlenecks [return|worsen], purchasing managers say",
             "[Drought|Crop failure] in {country} [threatens|hits] [harvest|exports]",
+            "'[Worst conditions in a decade|Orders have collapsed|We are cutting shifts],' say {country} [manufacturers|exporters|factory owners]",
         ],
         "neutral": [
             "[Opinion|Column]: what the next [decade|year] could hold for {sector}",

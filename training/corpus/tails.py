@@ -1,0 +1,113 @@
+"""Second clauses that lengthen a headline without changing its topic or its sentiment.
+
+Real headlines often add a consequence or an attribution ("..., sending shares down 4%",
+"..., the company said on Tuesday"). Tails are grouped by the kind of topic (company, economy,
+commodity) and by sentiment, so a tail never contradicts its headline: neutral headlines only get
+attributions, and share-price tails are skipped when the headline already talks about the shares.
+"""
+
+from __future__ import annotations
+
+COMPANY_TOPICS = frozenset(
+    {
+        "Earnings",
+        "Dividend",
+        "Company | Product News",
+        "Personnel Change",
+        "Analyst Update",
+        "Stock Commentary",
+        "Stock Movement",
+        "IPO",
+        "Legal | Regulation",
+        "M&A | Investments",
+        "Financials",
+    }
+)
+COMMODITY_TOPICS = frozenset({"Energy | Oil", "Gold | Metals | Materials"})
+
+_ATTRIBUTION = [
+    ", the company said on {weekday}",
+    ", according to a regulatory filing",
+    ", a spokesperson said",
+    ", people familiar with the matter said",
+    " in a statement on {weekday}",
+    ", according to a person briefed on the plans",
+]
+_OFFICIAL = [
+    ", officials said on {weekday}",
+    ", according to a statement",
+    ", a government spokesperson said",
+    ", figures published on {weekday} showed",
+    " in {city} on {weekday}",
+]
+
+TAILS: dict[str, dict[str, list[str]]] = {
+    "company": {
+        "negative": [
+            ", sending its shares down {pct}%",
+            ", the {ordinal} setback for the company this year",
+            ", deepening investor doubts about its {year} targets",
+            " in a blow to its turnaround plan",
+            ", piling pressure on [management|the chief executive]",
+            ", raising fresh questions about its strategy",
+            ", [knocking|wiping] {money} off its market value",
+        ],
+        "neutral": _ATTRIBUTION,
+        "positive": [
+            ", sending its shares up {pct}%",
+            ", the latest sign its turnaround is working",
+            ", extending a strong run for the company",
+            ", easing investor worries about its {year} targets",
+            " in a boost to its growth plans",
+            ", its best showing since {pastyear}",
+            ", adding {money} to its market value",
+        ],
+    },
+    "economy": {
+        "negative": [
+            ", adding to worries about the economy",
+            ", piling pressure on policymakers",
+            ", [unsettling|rattling] investors across {region}",
+            ", the latest sign of strain in {region}",
+            " in a fresh blow to [business|consumer] confidence",
+        ],
+        "neutral": _OFFICIAL,
+        "positive": [
+            ", easing worries about the economy",
+            ", in a boost for investors",
+            ", lifting sentiment across {region}",
+            ", the latest sign of [recovery|resilience] in {region}",
+            ", reassuring [investors|markets] after a [rocky|volatile] month",
+        ],
+    },
+    "commodity": {
+        "negative": [
+            ", adding to pressure on producers",
+            ", hitting [producer|mining|energy] shares",
+            ", the {ordinal} setback for the [sector|industry] this [month|quarter]",
+            ", [traders|analysts] said",
+        ],
+        "neutral": _OFFICIAL + [", traders said", ", according to industry data"],
+        "positive": [
+            ", lifting producers' shares",
+            ", in a boost for producers",
+            ", extending a [strong|steady] run for the [sector|industry]",
+            ", [traders|analysts] said",
+        ],
+    },
+}
+
+
+def group_of(topic: str) -> str:
+    if topic in COMPANY_TOPICS:
+        return "company"
+    if topic in COMMODITY_TOPICS:
+        return "commodity"
+    return "economy"
+
+
+def fits(tail: str, text: str) -> bool:
+    """A tail fits a headline with no clause of its own yet, and never repeats a share move."""
+    if any(mark in text for mark in (",", ";", ":", "?")):
+        return False
+    return not ("shares" in tail and any(w in text.lower() for w in ("shares", "stock", "$")))
