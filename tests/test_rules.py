@@ -220,3 +220,61 @@ def test_time_scaled_rules_are_valid(tmp_path: Path, factor: int) -> None:
         paths.append(out)
     result = _promtool("check", "rules", *paths)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- pipeline.monitoring: the derivations the demo and the end-to-end test rely on (no promtool) -----
+
+
+def test_durations_parse_and_format() -> None:
+    from models.errors import ConfigError
+
+    assert mon.parse_duration("1h30m") == 5400
+    assert mon.parse_duration("250ms") == 0.25
+    assert mon.format_duration(5400) == "1h30m"
+    assert mon.format_duration(0.25) == "250ms"
+    assert mon.format_duration(7.5) == "7s500ms"
+    for bad in ("", "5", "m5", "5 m", "1.5m"):
+        with pytest.raises(ConfigError):
+            mon.parse_duration(bad)
+
+
+def test_scale_promql_divides_ranges_subqueries_and_offsets_only() -> None:
+    expr = 'rate(x{topic="Energy | Oil"}[5m] offset 1h) > 300 and max_over_time(y[1h:5m]) > 0.1'
+    assert mon.scale_promql(expr, 60) == (
+        'rate(x{topic="Energy | Oil"}[5s] offset 1m) > 300 and max_over_time(y[1m:5s]) > 0.1'
+    )
+    assert mon.scale_promql("deriv(z[10m])", 600, min_range_s=4) == "deriv(z[4s])"
+    assert mon.scale_promql("sum(up)", 60) == "sum(up)"
+
+
+def test_scale_rules_scales_for_and_keep_firing_for_but_not_thresholds() -> None:
+    doc = _load(mon.RULES_DIR / "sentiment-alerts.yml")
+    rule = mon.scale_rules(doc, 120, min_for_s=1)["groups"][0]["rules"][0]
+    assert (rule["for"], rule["keep_firing_for"]) == ("5s", "7s500ms")
+    assert rule["expr"] == doc["groups"][0]["rules"][0]["expr"]  # no ranges in it; thresholds kept
+    assert doc["groups"][0]["rules"][0]["for"] == "10m", "the input must not be modified"
+
+
+def test_local_configs_keep_the_project_files_but_point_at_local_processes() -> None:
+    prom = mon.local_prometheus_config(
+        _load(mon.PROMETHEUS_CONFIG),
+        targets_file="targets.yml",
+        rule_files=["rules/a.yml"],
+        alertmanager="127.0.0.1:9999",
+        scrape_interval="1s",
+        evaluation_interval="1s",
+    )
+    (job,) = prom["scrape_configs"]
+    assert job["job_name"] == "finsent"
+    assert job["file_sd_configs"][0]["files"] == ["targets.yml"]
+    assert "dns_sd_configs" not in job
+    assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9999"]
+    assert prom["global"]["evaluation_interval"] == "1s"
+
+    original = _load(mon.ALERTMANAGER_CONFIG)
+    am = mon.local_alertmanager_config(original, webhook_url="http://127.0.0.1:5000/", group_wait="1s")
+    urls = sorted(h["url"] for r in am["receivers"] for h in r["webhook_configs"])
+    assert urls == ["http://127.0.0.1:5000/newsdesk", "http://127.0.0.1:5000/ops"]
+    assert am["route"]["group_wait"] == "1s"
+    assert all(r.get("group_wait") in (None, "1s") for r in am["route"]["routes"])
+    assert am["inhibit_rules"] == original["inhibit_rules"]
