@@ -77,8 +77,19 @@ def _money(rng: random.Random) -> str:
     return f"${rng.uniform(1.1, 9.8):.1f} billion"
 
 
+def _number(formatted: str) -> float:
+    return float(re.sub(r"[^\d.]", "", formatted))
+
+
 def _pair(base: str, rng: random.Random) -> tuple[str, str]:
-    """An ordered (low, high) pair of formatted values for a `{base_lo}`/`{base_hi}` slot."""
+    """An ordered (low, high) pair for `{base_lo}`/`{base_hi}`, strictly ordered after rounding."""
+    while True:
+        lo, hi = _raw_pair(base, rng)
+        if _number(lo) < _number(hi):
+            return lo, hi
+
+
+def _raw_pair(base: str, rng: random.Random) -> tuple[str, str]:
     if base == "eps":
         lo = rng.uniform(0.05, 3.4)
         return f"${lo:.2f}", f"${lo + rng.uniform(0.03, 0.5):.2f}"

@@ -1,0 +1,347 @@
+"""The starter corpus and the recorded feeds: reproducible, valid, varied, and shaped as the tests need.
+
+Everything here reads the committed files and compares them with what the generator produces now,
+so an edit to the phrase tables that is not followed by `make corpus` (and the feeds command) fails.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+from collections import Counter
+from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+from training.corpus import build, feeds, grammar, vocab
+from training.corpus.labels import SENTIMENTS, TOPICS
+from training.corpus.phrases import all_phrases
+from training.corpus.vocab import POOLS
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data" / "starter_corpus.csv"
+FEEDS = ROOT / "tests" / "feeds"
+
+# Thresholds, set after measuring the committed corpus (4,480 rows; 3,807 fully labelled; the
+# smallest fully labelled cell has 48 rows; 81% of rows have a shape of their own, the most
+# repeated shape occurs 6 times). They leave some room for edits, not for a template-swap corpus.
+MIN_ROWS = 3000
+MIN_CELL = 40
+MIN_SHAPE_SHARE = 0.75
+MAX_SHAPE_REPEATS = 12
+MIN_TEMPLATES_PER_CELL = 12
+
+
+@lru_cache(maxsize=1)
+def corpus_rows() -> list[dict[str, str]]:
+    with open(CORPUS, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@lru_cache(maxsize=4)
+def feed(name: str) -> list[dict]:
+    with open(FEEDS / f"{name}.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def message_text(message: dict) -> str:
+    return message.get("headline") or message.get("text") or ""
+
+
+@lru_cache(maxsize=1)
+def _entity_pattern() -> re.Pattern[str]:
+    names = set(POOLS["train"].names()) | set(POOLS["holdout"].names())
+    for facts in (
+        vocab.COUNTRIES, vocab.REGIONS, vocab.CITIES, vocab.CENTRAL_BANKS, vocab.CURRENCIES, vocab.FX_PAIRS,
+        vocab.INDICES, vocab.METALS, vocab.CRUDES, vocab.ENERGY_GOODS, vocab.SECTOR_WORDS, vocab.ROLES,
+        vocab.AGENCIES,
+    ):  # fmt: skip
+        names |= set(facts)
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
+
+
+def shape(text: str) -> str:
+    """A headline with every name and number masked: what is left is its sentence structure."""
+    masked = _entity_pattern().sub("E", text)
+    masked = re.sub(r"\d[\d,.]*", "0", masked)
+    return " ".join(masked.lower().split())
+
+
+# --- the starter corpus -------------------------------------------------------------------------
+
+
+def test_committed_corpus_rebuilds_byte_identically() -> None:
+    assert CORPUS.read_text(encoding="utf-8") == build.to_csv(build.build_rows()), (
+        f"{CORPUS} differs from its generator: run `make corpus` and commit the result"
+    )
+
+
+def test_a_different_seed_gives_a_different_corpus() -> None:
+    a = build.build_rows(seed=1, per_topic={"negative": 3, "neutral": 3, "positive": 3})
+    b = build.build_rows(seed=2, per_topic={"negative": 3, "neutral": 3, "positive": 3})
+    assert [r.text for r in a] != [r.text for r in b]
+
+
+def test_columns_row_count_and_labels() -> None:
+    with open(CORPUS, newline="", encoding="utf-8") as fh:
+        assert next(csv.reader(fh)) == ["text", "topic", "sentiment"]
+    rows = corpus_rows()
+    assert len(rows) >= MIN_ROWS
+    for i, row in enumerate(rows, start=2):
+        assert row["text"].strip(), f"row {i}: empty text"
+        assert row["topic"] in TOPICS or row["topic"] == "", f"row {i}: topic {row['topic']!r}"
+        assert row["sentiment"] in SENTIMENTS or row["sentiment"] == "", (
+            f"row {i}: sentiment {row['sentiment']!r}"
+        )
+        assert row["topic"] or row["sentiment"], f"row {i}: no label at all"
+
+
+def test_every_topic_sentiment_cell_is_well_represented() -> None:
+    cells = Counter((r["topic"], r["sentiment"]) for r in corpus_rows() if r["topic"] and r["sentiment"])
+    thin = {
+        cell: cells[cell] for cell in ((t, s) for t in TOPICS for s in SENTIMENTS) if cells[cell] < MIN_CELL
+    }
+    assert not thin, f"cells under {MIN_CELL} fully labelled rows: {thin}"
+    sentiments = Counter(r["sentiment"] for r in corpus_rows() if r["sentiment"])
+    assert sentiments["neutral"] < min(sentiments["negative"], sentiments["positive"]), (
+        "neutral must not dominate"
+    )
+
+
+def test_partial_labels_are_about_eight_percent_each() -> None:
+    rows = corpus_rows()
+    topic_only = sum(1 for r in rows if r["topic"] and not r["sentiment"]) / len(rows)
+    sentiment_only = sum(1 for r in rows if r["sentiment"] and not r["topic"]) / len(rows)
+    assert 0.05 <= topic_only <= 0.11
+    assert 0.05 <= sentiment_only <= 0.11
+
+
+def test_no_duplicate_texts_even_ignoring_case() -> None:
+    keys = Counter(" ".join(r["text"].lower().split()) for r in corpus_rows())
+    dupes = [k for k, n in keys.items() if n > 1]
+    assert not dupes, f"duplicate texts: {dupes[:5]}"
+
+
+def test_sentence_shapes_are_varied() -> None:
+    shapes = Counter(shape(r["text"]) for r in corpus_rows())
+    share = len(shapes) / len(corpus_rows())
+    assert share >= MIN_SHAPE_SHARE, f"only {share:.0%} distinct shapes"
+    top, repeats = shapes.most_common(1)[0]
+    assert repeats <= MAX_SHAPE_REPEATS, f"shape {top!r} repeated {repeats} times"
+    # Variety within each cell, not just overall: no cell is a handful of shapes repeated.
+    per_cell: dict[tuple[str, str], set[str]] = {}
+    for r in corpus_rows():
+        if r["topic"] and r["sentiment"]:
+            per_cell.setdefault((r["topic"], r["sentiment"]), set()).add(shape(r["text"]))
+    assert min(len(s) for s in per_cell.values()) >= 30
+
+
+def test_lengths_span_flashes_to_long_two_clause_headlines() -> None:
+    words = [len(r["text"].split()) for r in corpus_rows()]
+    assert min(words) >= build.MIN_WORDS and max(words) <= build.MAX_WORDS
+    assert sum(w <= 6 for w in words) >= 100, "too few short flashes"
+    assert sum(w >= 18 for w in words) >= 100, "too few long headlines"
+
+
+def test_wire_and_social_styles_are_present() -> None:
+    texts = [r["text"] for r in corpus_rows()]
+    assert sum(t.startswith(("UPDATE", "BREAKING", "EXCLUSIVE", "RPT-", "FLASH")) for t in texts) >= 50
+    assert (
+        sum(t.endswith((" - sources", " - source", " -sources", " - report", " - filing")) for t in texts)
+        >= 30
+    )
+    assert sum(t.startswith("$") for t in texts) >= 50
+    assert sum(t == t.lower() for t in texts) >= 80
+
+
+def test_label_words_do_not_leak_the_answer() -> None:
+    leaky = re.compile(r"\b(positive|negative|neutral|bullish|bearish)\b", re.IGNORECASE)
+    share = sum(bool(leaky.search(r["text"])) for r in corpus_rows()) / len(corpus_rows())
+    assert share < 0.02
+
+
+def test_phrase_tables_cover_every_cell_with_many_templates() -> None:
+    table = all_phrases()
+    build.check_table(table)
+    for topic in TOPICS:
+        for sentiment in SENTIMENTS:
+            templates = table[topic][sentiment]
+            assert len(templates) >= MIN_TEMPLATES_PER_CELL, (
+                f"{topic}/{sentiment}: {len(templates)} templates"
+            )
+            assert len(set(templates)) == len(templates), f"{topic}/{sentiment}: repeated template"
+
+
+def test_check_table_names_the_missing_topic() -> None:
+    table = all_phrases()
+    del table["IPO"]
+    with pytest.raises(ValueError, match="IPO"):
+        build.check_table(table)
+
+
+# --- the phrase grammar -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_ordered_pairs_never_invert(seed: int) -> None:
+    rng = random.Random(seed)
+    for base in ("eps", "target", "rate", "pct", "cpi", "div", "money"):
+        text, _ = grammar.render(f"{{{base}_lo}}|{{{base}_hi}}", rng, POOLS["train"])
+        lo, hi = (float(re.sub(r"[^\d.]", "", part)) for part in text.split("|"))
+        assert lo < hi, f"{base}: {text}"
+
+
+def test_ticker_belongs_to_the_company_it_follows() -> None:
+    rng = random.Random(3)
+    for _ in range(50):
+        text, slots = grammar.render("{bank} ${tk} and {co2} ${tk2}", rng, POOLS["train"])
+        first, second = slots.companies
+        assert text == f"{first.name} ${first.ticker} and {second.name} ${second.ticker}"
+        assert first.sector == "bank" and first != second
+
+
+def test_unknown_slot_is_reported_by_name() -> None:
+    with pytest.raises(KeyError, match="nonsense"):
+        grammar.render("{co} does {nonsense}", random.Random(0), POOLS["train"])
+
+
+def test_entity_pools_are_disjoint() -> None:
+    assert not set(POOLS["train"].names()) & set(POOLS["holdout"].names())
+
+
+# --- the recorded feeds -------------------------------------------------------------------------
+
+
+def test_committed_feeds_rebuild_identically(tmp_path: Path) -> None:
+    feeds.write_feeds(tmp_path)
+    for name in ("calm_day.jsonl", "spike_day.jsonl", "spike_day.meta.json"):
+        assert (tmp_path / name).read_bytes() == (FEEDS / name).read_bytes(), (
+            f"{FEEDS / name} differs from its generator: run `python -m training.corpus.feeds --out-dir tests/feeds`"
+        )
+
+
+@pytest.mark.parametrize("name", ["calm_day", "spike_day"])
+def test_feed_messages_are_well_formed_and_sorted(name: str) -> None:
+    messages = feed(name)
+    assert (FEEDS / f"{name}.jsonl").stat().st_size < 1_500_000
+    ids = [m["id"] for m in messages]
+    assert len(set(ids)) == len(ids), "ids must be unique"
+    stamps = []
+    for m in messages:
+        assert ("headline" in m) != ("text" in m), f"{m['id']}: exactly one of headline/text"
+        assert message_text(m).strip(), m["id"]
+        when = datetime.fromisoformat(m["published_at"])
+        assert when.utcoffset() == timedelta(0), f"{m['id']}: timestamp needs a UTC offset"
+        assert re.search(r"\.\d{3}\+00:00$", m["published_at"]), m["published_at"]
+        assert m["truth"]["topic"] in TOPICS and m["truth"]["sentiment"] in SENTIMENTS, m["id"]
+        assert isinstance(m["tickers"], list) and all(isinstance(t, str) for t in m["tickers"])
+        assert isinstance(m["source"], str) and m["source"]
+        stamps.append(when)
+    assert stamps == sorted(stamps), "messages must be sorted by published_at"
+    day_start, day_end = (
+        datetime.fromisoformat("2026-03-02T07:00:00+00:00"),
+        datetime.fromisoformat("2026-03-02T19:00:00+00:00"),
+    )
+    assert day_start <= stamps[0] and stamps[-1] < day_end
+    assert sum("text" in m for m in messages) >= 100 and sum("body" in m for m in messages) >= 100
+
+
+def test_calm_day_covers_every_topic_with_a_balanced_mix() -> None:
+    messages = feed("calm_day")
+    assert 2300 <= len(messages) <= 2700
+    assert all(m["id"].startswith("calm-") for m in messages)
+    by_topic: dict[str, Counter] = {}
+    for m in messages:
+        by_topic.setdefault(m["truth"]["topic"], Counter())[m["truth"]["sentiment"]] += 1
+    assert set(by_topic) == set(TOPICS)
+    for topic, counts in by_topic.items():
+        total = sum(counts.values())
+        for sentiment in SENTIMENTS:
+            assert 0.2 <= counts[sentiment] / total <= 0.45, f"{topic}: {dict(counts)}"
+
+
+def test_calm_day_volume_follows_the_trading_day() -> None:
+    hours = Counter(datetime.fromisoformat(m["published_at"]).hour for m in feed("calm_day"))
+    assert hours[13] > 2 * hours[10], "US open must be busier than the European late morning"
+    assert hours[8] > hours[10] and hours[13] > hours[18]
+
+
+def max_in_window(stamps: list[datetime], width: timedelta) -> int:
+    best, j = 0, 0
+    for i in range(len(stamps)):
+        while stamps[i] - stamps[j] > width:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def negatives_by_topic(messages: list[dict]) -> dict[str, list[datetime]]:
+    out: dict[str, list[datetime]] = {}
+    for m in messages:
+        if m["truth"]["sentiment"] == "negative":
+            out.setdefault(m["truth"]["topic"], []).append(datetime.fromisoformat(m["published_at"]))
+    return out
+
+
+def test_calm_day_has_no_negative_surge_but_has_isolated_negatives() -> None:
+    negatives = negatives_by_topic(feed("calm_day"))
+    worst = {t: max_in_window(s, timedelta(minutes=10)) for t, s in negatives.items()}
+    assert max(worst.values()) <= 5, f"negative clusters in the calm day: {worst}"
+    # Quiet topics still carry lone negatives (at least one with no other negative within 20 minutes).
+    for topic in ("IPO", "Dividend"):
+        stamps = negatives[topic]
+        assert any(
+            all(abs(s - other) > timedelta(minutes=20) for other in stamps if other is not s) for s in stamps
+        ), topic
+
+
+def test_spike_meta_matches_the_file() -> None:
+    meta = json.loads((FEEDS / "spike_day.meta.json").read_text(encoding="utf-8"))
+    start, end = (datetime.fromisoformat(meta["interval"][k]) for k in ("start", "end"))
+    messages = feed("spike_day")
+    planted = [m for m in messages if m["id"].startswith(meta["id_prefix"])]
+    assert len(planted) == meta["planted"] == sum(meta["planted_per_minute"]) >= 140
+    assert len(messages) == meta["total_messages"] == meta["calm_messages"] + meta["planted"]
+    assert meta["topic"] == "Energy | Oil" and meta["sentiment"] == "negative"
+    assert (end - start) == timedelta(minutes=20) and start.hour == 13 and start.minute == 0
+    per_minute = Counter(
+        int((datetime.fromisoformat(m["published_at"]) - start).total_seconds() // 60) for m in planted
+    )
+    assert [per_minute[i] for i in range(len(meta["planted_per_minute"]))] == meta["planted_per_minute"]
+    assert max(meta["planted_per_minute"]) == meta["peak_per_minute"] >= 6
+    assert meta["planted_per_minute"][0] < meta["peak_per_minute"], "the surge ramps up"
+    for m in planted:
+        assert start <= datetime.fromisoformat(m["published_at"]) < end
+        assert m["truth"] == {"topic": meta["topic"], "sentiment": meta["sentiment"]}
+    calm_in_window = [m for m in feed("calm_day") if start <= datetime.fromisoformat(m["published_at"]) < end]
+    assert len(calm_in_window) == meta["calm_in_interval"]
+
+
+def test_spike_day_is_the_calm_day_plus_the_planted_story() -> None:
+    calm = {json.dumps(m, sort_keys=True) for m in feed("calm_day")}
+    spike_day = feed("spike_day")
+    rest = {json.dumps(m, sort_keys=True) for m in spike_day if not m["id"].startswith("spike-")}
+    assert rest == calm
+    # The surge stands out: only the planted topic has a dense negative window.
+    worst = {t: max_in_window(s, timedelta(minutes=10)) for t, s in negatives_by_topic(spike_day).items()}
+    assert worst["Energy | Oil"] >= 60
+    assert max(v for t, v in worst.items() if t != "Energy | Oil") <= 5
+
+
+def test_feeds_use_held_out_names_and_never_repeat_training_rows() -> None:
+    corpus = {" ".join(r["text"].lower().split()) for r in corpus_rows()}
+    train_companies = {c.name for c in POOLS["train"].companies}
+    holdout_companies = {c.name for c in POOLS["holdout"].companies}
+    pattern = re.compile("|".join(re.escape(n) for n in sorted(train_companies, key=len, reverse=True)))
+    seen_holdout = 0
+    for m in feed("spike_day"):
+        text = message_text(m)
+        assert " ".join(text.lower().split()) not in corpus, f"{m['id']} repeats a training row"
+        assert not pattern.search(text), f"{m['id']} names a training-pool company"
+        seen_holdout += any(name in text for name in holdout_companies)
+    assert seen_holdout >= 1000
