@@ -54,7 +54,7 @@ def check_table(table: Table) -> None:
 
 
 def headlines(
-    templates: list[str], rng: random.Random, pool: Pool, tail_options: list[str]
+    templates: list[str], rng: random.Random, pool: Pool, topic: str, sentiment: str
 ) -> Iterator[tuple[str, Slots]]:
     """Endless decorated headlines for one cell, cycling through its templates in shuffled rounds."""
     while True:
@@ -63,9 +63,10 @@ def headlines(
         for template in order:
             text, slots = render(template, rng, pool)
             if rng.random() < P_TAIL:
-                tail = rng.choice(tail_options)
-                if tails.fits(tail, text):
-                    text += fill(tail, slots)
+                tail = rng.choice(tails.options(topic, sentiment, bool(slots.companies)))
+                if tails.fits(tail, text, topic):
+                    slots.values["whose"] = tails.whose(text, slots)
+                    text += fill(tail, slots, clause=True)
             elif rng.random() < P_ROUNDUP:
                 second, more = render(rng.choice(templates), rng, pool)
                 text = style.roundup(text, second)
@@ -103,8 +104,7 @@ def build_rows(
     rows: list[Row] = []
     for topic in TOPICS:
         for sentiment in SENTIMENTS:
-            tail_options = tails.TAILS[tails.group_of(topic)][sentiment]
-            source = headlines(table[topic][sentiment], rng, POOLS[pool], tail_options)
+            source = headlines(table[topic][sentiment], rng, POOLS[pool], topic, sentiment)
             for text, _ in take_unique(source, per_topic[sentiment], seen, f"{topic}/{sentiment}"):
                 rows.append(Row(text, topic, sentiment))
     rows = blank_some_labels(rows, rng)

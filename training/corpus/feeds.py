@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from training.corpus import build, style, tails
+from training.corpus import build, style
 from training.corpus.grammar import Slots, fill
 from training.corpus.labels import SENTIMENTS, TOPICS
 from training.corpus.phrases import all_phrases
@@ -206,7 +206,7 @@ def _body(draft: _Draft, templates: list[str], rng: random.Random) -> str:
 def _drafts(
     topic: str, sentiment: str, n: int, rng: random.Random, seen: set[str], templates: list[str]
 ) -> list[_Draft]:
-    source = build.headlines(templates, rng, POOLS["holdout"], tails.TAILS[tails.group_of(topic)][sentiment])
+    source = build.headlines(templates, rng, POOLS["holdout"], topic, sentiment)
     return [
         _Draft(t, s, topic, sentiment)
         for t, s in build.take_unique(source, n, seen, f"feed {topic}/{sentiment}")

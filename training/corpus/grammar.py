@@ -215,6 +215,8 @@ class Slots:
             value = self._company(slot, kind)
         elif kind == "tk":
             value = self._ticker(slot)
+        elif kind == "first":  # the company the headline named first (for appended clauses)
+            return self.companies[0].name if self.companies else self._company(slot, "co")
         elif kind.endswith(("_lo", "_hi")):
             base = kind[:-3]
             suffix = slot[len(kind) :]
@@ -282,10 +284,13 @@ def render(template: str, rng: random.Random, pool: Pool) -> tuple[str, Slots]:
     return fill(template, slots), slots
 
 
-def fill(template: str, slots: Slots) -> str:
-    """Expand a template with an existing headline's slots (same company, same numbers)."""
-    text = expand_choices(template, slots.rng)
-    return tidy(_SLOT.sub(lambda m: slots.get(m.group(1)), text))
+def fill(template: str, slots: Slots, *, clause: bool = False) -> str:
+    """Expand a template with an existing headline's slots (same company, same numbers).
+
+    `clause=True` is for a continuation appended to a headline: no capital, leading space kept.
+    """
+    text = _SLOT.sub(lambda m: slots.get(m.group(1)), expand_choices(template, slots.rng))
+    return text if clause else tidy(text)
 
 
 def template_slots(template: str) -> set[str]:

@@ -41,6 +41,8 @@ SUFFIXES = (
     " - document",
 )
 ATTRIBUTIONS = (", company says", ", statement says", ", filing shows", ", sources say", ", executives say")
+GENERAL_ATTRIBUTIONS = (", sources say", ", officials say", ", analysts say")
+GENERAL_SUFFIXES = (" - sources", " - source", " - report", " -sources")
 _SMALL = {
     "a",
     "an",
@@ -109,9 +111,9 @@ def decorate(text: str, slots: Slots, rng: random.Random) -> str:
     if rng.random() < P_TITLE:
         text = title_case(text)
     if rng.random() < P_ATTRIB and "," not in text and ":" not in text:
-        text += rng.choice(ATTRIBUTIONS)
+        text += rng.choice(ATTRIBUTIONS if slots.companies else GENERAL_ATTRIBUTIONS)
     elif rng.random() < P_SUFFIX:
-        text += rng.choice(SUFFIXES)
+        text += rng.choice(SUFFIXES if slots.companies else GENERAL_SUFFIXES)
     if rng.random() < P_PREFIX and not text.startswith("$"):
         text = rng.choice(PREFIXES) + text
     return text

@@ -8,6 +8,8 @@ attributions, and share-price tails are skipped when the headline already talks 
 
 from __future__ import annotations
 
+from training.corpus.grammar import Slots
+
 COMPANY_TOPICS = frozenset(
     {
         "Earnings",
@@ -21,6 +23,7 @@ COMPANY_TOPICS = frozenset(
         "Legal | Regulation",
         "M&A | Investments",
         "Financials",
+        "Treasuries | Corporate Debt",
     }
 )
 COMMODITY_TOPICS = frozenset({"Energy | Oil", "Gold | Metals | Materials"})
@@ -44,7 +47,7 @@ _OFFICIAL = [
 TAILS: dict[str, dict[str, list[str]]] = {
     "company": {
         "negative": [
-            ", sending its shares down {pct}%",
+            ", sending {whose} shares down {pct}%",
             ", the {ordinal} setback for the company this year",
             ", deepening investor doubts about its {year} targets",
             " in a blow to its turnaround plan",
@@ -54,12 +57,11 @@ TAILS: dict[str, dict[str, list[str]]] = {
         ],
         "neutral": _ATTRIBUTION,
         "positive": [
-            ", sending its shares up {pct}%",
+            ", sending {whose} shares up {pct}%",
             ", the latest sign its turnaround is working",
             ", extending a strong run for the company",
             ", easing investor worries about its {year} targets",
             " in a boost to its growth plans",
-            ", its best showing since {pastyear}",
             ", adding {money} to its market value",
         ],
     },
@@ -67,16 +69,16 @@ TAILS: dict[str, dict[str, list[str]]] = {
         "negative": [
             ", adding to worries about the economy",
             ", piling pressure on policymakers",
-            ", [unsettling|rattling] investors across {region}",
-            ", the latest sign of strain in {region}",
-            " in a fresh blow to [business|consumer] confidence",
+            ", [unsettling|rattling] investors",
+            ", the latest sign of strain in the economy",
+            ", adding to market jitters",
         ],
         "neutral": _OFFICIAL,
         "positive": [
             ", easing worries about the economy",
             ", in a boost for investors",
-            ", lifting sentiment across {region}",
-            ", the latest sign of [recovery|resilience] in {region}",
+            ", lifting sentiment across markets",
+            ", the latest sign of [recovery|resilience]",
             ", reassuring [investors|markets] after a [rocky|volatile] month",
         ],
     },
@@ -98,16 +100,32 @@ TAILS: dict[str, dict[str, list[str]]] = {
 }
 
 
-def group_of(topic: str) -> str:
-    if topic in COMPANY_TOPICS:
-        return "company"
+def options(topic: str, sentiment: str, names_company: bool) -> list[str]:
+    """Tails that suit a headline of this topic and sentiment; "its shares" needs a company subject."""
     if topic in COMMODITY_TOPICS:
-        return "commodity"
-    return "economy"
+        group = "commodity"
+    elif topic in COMPANY_TOPICS and names_company:
+        group = "company"
+    else:
+        group = "economy"
+    if sentiment == "neutral":
+        return _ATTRIBUTION if names_company else _OFFICIAL
+    return TAILS[group][sentiment]
 
 
-def fits(tail: str, text: str) -> bool:
+def whose(text: str, slots: Slots) -> str:
+    """ "its" when the headline's subject is its first company, else that company's name."""
+    if not slots.companies:
+        return "its"
+    name = slots.companies[0].name
+    return "its" if text.startswith(name) else f"{name}'s"
+
+
+def fits(tail: str, text: str, topic: str) -> bool:
     """A tail fits a headline with no clause of its own yet, and never repeats a share move."""
     if any(mark in text for mark in (",", ";", ":", "?")):
         return False
-    return not ("shares" in tail and any(w in text.lower() for w in ("shares", "stock", "$")))
+    repeats_move = topic in ("Stock Movement", "IPO") or any(
+        w in text.lower() for w in ("shares", "stock", "$")
+    )
+    return not ("shares" in tail and repeats_move)

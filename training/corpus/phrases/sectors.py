@@ -9,7 +9,7 @@ from __future__ import annotations
 PHRASES = {
     "Energy | Oil": {
         "negative": [
-            "{crude} [falls|slides|tumbles|slumps] {pct}% [on|as] [demand worries|rising inventories|OPEC+ discord]",
+            "{crude} [falls|slides|tumbles|slumps] {pct}% [on demand worries|as inventories rise|on OPEC+ discord]",
             "Oil [hits|sinks to] {n}-month low as [stockpiles swell|the demand outlook dims]",
             "Fire [breaks out|erupts] at {oilco}'s {site} refinery[, units shut|]",
             "{oilco} [shuts|halts] {site} [refinery|platform|pipeline] after [a leak|an explosion|an outage]",
@@ -46,7 +46,7 @@ PHRASES = {
             "{oilco} [says|confirms] {site} [output|production] [on plan|in line with guidance] for {month}",
         ],
         "positive": [
-            "{crude} [rises|climbs|jumps|rallies] {pct}% [on|as] [supply cuts|strong demand|an inventory draw]",
+            "{crude} [rises|climbs|jumps|rallies] {pct}% [on supply cuts|as demand strengthens|after an inventory draw]",
             "Oil [hits|climbs to] {n}-month high as [demand recovers|stockpiles shrink]",
             "{oilco} [restarts|resumes] {site} refinery [ahead of schedule|after repairs]",
             "{oilco} [makes|announces] [major|large] [oil|gas] discovery off {country}",

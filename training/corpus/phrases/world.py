@@ -50,7 +50,7 @@ PHRASES = {
             "{co} [cleared|acquitted] of [fraud|wrongdoing|bribery] [charges|allegations]",
             "{country} [eases|relaxes|scraps] [rules|restrictions] on {sector} [companies|lending|exports]",
             "Judge [dismisses|throws out] class action against {co}",
-            "{agency} [grants|awards] {co} licence to [operate|launch] in {country}",
+            "{co} [wins|gets] licence to [operate|launch services] in {country}",
             "Regulators [loosen|relax] capital rules, [freeing|releasing] {bigmoney} for banks",
             "{co} [wins|gets] tax case, [recoups|recovers] {money}",
             "[Appeals court|Tribunal] [sides with|backs] {co} in dispute with {agency}",
