@@ -102,12 +102,12 @@ def test_every_alert_has_unit_tests_that_see_it_fire_and_stay_quiet() -> None:
 
 # Each entry weakens one guard in a copy of the rules; the named promtool test must then fail.
 SPIKE_EXPR_NAIVE = (
-    "topic:finsent_window_negative_share:ratio > on (topic) topic:finsent_negative_baseline_share:avg\n"
+    "topic:finsent_negative_share:ratio_rate10m > on (topic) topic:finsent_negative_baseline_share:avg\n"
 )
 MUTATIONS = [
     pytest.param(
         "sentiment-alerts.yml",
-        "and on (topic) topic:finsent_window_volume:sum >= 10",
+        "and on (topic) topic:finsent_scored:increase10m >= 20",
         "",
         "a quiet topic does not fire",
         id="spike-without-volume-floor",
@@ -121,17 +121,24 @@ MUTATIONS = [
     ),
     pytest.param(
         "sentiment-alerts.yml",
-        "\n        for: 10m\n",
+        "\n        for: 5m\n",
         "\n        for: 2m\n",
         "a short burst does not fire",
         id="spike-short-for",
     ),
     pytest.param(
         "sentiment-alerts.yml",
-        "\n        keep_firing_for: 15m\n",
+        "\n        keep_firing_for: 10m\n",
         "\n        keep_firing_for: 0s\n",
-        "spike fires after its delay, stays through keep_firing_for, then resolves",
+        "spike fires after its delay, bridges a lapse, stays through keep_firing_for, then resolves",
         id="spike-without-keep-firing",
+    ),
+    pytest.param(
+        "sentiment-alerts.yml",
+        "and on (topic) topic:finsent_spike_active:max == 1",
+        "",
+        "a short burst does not fire",
+        id="spike-without-the-daemons-detector",
     ),
     pytest.param(
         "sentiment-alerts.yml",
@@ -250,9 +257,9 @@ def test_scale_promql_divides_ranges_subqueries_and_offsets_only() -> None:
 def test_scale_rules_scales_for_and_keep_firing_for_but_not_thresholds() -> None:
     doc = _load(mon.RULES_DIR / "sentiment-alerts.yml")
     rule = mon.scale_rules(doc, 120, min_for_s=1)["groups"][0]["rules"][0]
-    assert (rule["for"], rule["keep_firing_for"]) == ("5s", "7s500ms")
+    assert (rule["for"], rule["keep_firing_for"]) == ("2s500ms", "5s")
     assert rule["expr"] == doc["groups"][0]["rules"][0]["expr"]  # no ranges in it; thresholds kept
-    assert doc["groups"][0]["rules"][0]["for"] == "10m", "the input must not be modified"
+    assert doc["groups"][0]["rules"][0]["for"] == "5m", "the input must not be modified"
 
 
 def test_local_configs_keep_the_project_files_but_point_at_local_processes() -> None:

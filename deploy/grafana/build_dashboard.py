@@ -131,14 +131,18 @@ def build() -> dict[str, Any]:
         _row(L, "Sentiment by topic"),
         _panel(
             L,
-            "Negative share vs baseline (event-time windows)",
+            "Negative share vs baseline",
             [
-                _target(f"topic:finsent_window_negative_share:ratio{{{TOPIC}}}", "{{topic}} now", "A"),
-                _target(f"topic:finsent_negative_baseline_share:avg{{{TOPIC}}}", "{{topic}} baseline", "B"),
+                _target(f"topic:finsent_negative_share:ratio_rate10m{{{TOPIC}}}", "{{topic}} last 10m", "A"),
+                _target(
+                    f"topic:finsent_window_negative_share:ratio{{{TOPIC}}}", "{{topic}} last window", "B"
+                ),
+                _target(f"topic:finsent_negative_baseline_share:avg{{{TOPIC}}}", "{{topic}} baseline", "C"),
             ],
             unit="percentunit",
-            description="Share of negative news in the last closed window, all replicas together, against "
-            "the spike detector's rolling baseline. NegativeSentimentSpike needs the gap to be 10 points or more.",
+            description="Share of negative news over the last 10 minutes and in the last closed event-time "
+            "window, all replicas together, against the spike detector's rolling baseline. "
+            "NegativeSentimentSpike needs the 10-minute share 10 points or more above the baseline.",
         ),
         _panel(
             L,
@@ -154,7 +158,8 @@ def build() -> dict[str, Any]:
                 _target(f"topic:finsent_negative_spike_score:max{{{TOPIC}}}", "{{topic}}", "A"),
             ],
             thresholds=spike_threshold,
-            description="The daemon's z-score (min of the volume and share z-scores); the alert needs >= 3.5.",
+            description="The daemon's z-score (min of the volume and share z-scores); its detector enters "
+            "a spike at 3.5 (default z_enter) held for several windows.",
         ),
         _panel(
             L,
@@ -195,11 +200,15 @@ def build() -> dict[str, Any]:
         ),
         _panel(
             L,
-            "Messages per window by topic",
-            [_target(f"topic:finsent_window_volume:sum{{{TOPIC}}}", "{{topic}}", "A")],
+            "Messages by topic: last window and last 10 minutes",
+            [
+                _target(f"topic:finsent_window_volume:sum{{{TOPIC}}}", "{{topic}} window", "A"),
+                _target(f"topic:finsent_scored:increase10m{{{TOPIC}}}", "{{topic}} 10m", "B"),
+            ],
             w=24,
             h=6,
-            description="Messages in the last closed event-time window; the spike alert needs at least 10.",
+            description="Messages in the last closed event-time window and over the last 10 minutes; the "
+            "spike alert needs at least 20 in 10 minutes.",
         ),
         _row(L, "Pipeline"),
         _panel(
