@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "starter_corpus.csv"
 FEEDS = ROOT / "tests" / "feeds"
 
-# Thresholds, set after measuring the committed corpus (4,480 rows; 3,807 fully labelled; the
-# smallest fully labelled cell has 48 rows; 81% of rows have a shape of their own, the most
-# repeated shape occurs 6 times). They leave some room for edits, not for a template-swap corpus.
+# Thresholds, set after measuring the committed corpus (4,480 rows, 3,786 fully labelled; the
+# smallest fully labelled cell has 48 rows; 86% of rows have a shape of their own, the most repeated
+# shape occurs 4 times, every cell has at least 40 shapes). They leave room for edits, not for a
+# corpus of one template per cell with names swapped (that would score a few percent).
 MIN_ROWS = 3000
 MIN_CELL = 40
 MIN_SHAPE_SHARE = 0.75

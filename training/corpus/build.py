@@ -53,6 +53,20 @@ def check_table(table: Table) -> None:
             raise ValueError(f"phrase tables: topic {topic!r} has sentiments {sorted(cells)}")
 
 
+def one_headline(
+    template: str, rng: random.Random, pool: Pool, topic: str, sentiment: str
+) -> tuple[str, Slots]:
+    """One rendered headline, sometimes with a second clause that suits its topic and sentiment."""
+    text, slots = render(template, rng, pool)
+    if rng.random() < P_TAIL:
+        choices = tails.options(topic, sentiment, bool(slots.companies))
+        tail = rng.choice(choices) if choices else ""
+        if tail and tails.fits(tail, text, topic):
+            slots.values["whose"] = tails.whose(text, slots)
+            text += fill(tail, slots, clause=True)
+    return text, slots
+
+
 def headlines(
     templates: list[str], rng: random.Random, pool: Pool, topic: str, sentiment: str
 ) -> Iterator[tuple[str, Slots]]:
@@ -61,14 +75,9 @@ def headlines(
         order = list(templates)
         rng.shuffle(order)
         for template in order:
-            text, slots = render(template, rng, pool)
-            if rng.random() < P_TAIL:
-                tail = rng.choice(tails.options(topic, sentiment, bool(slots.companies)))
-                if tails.fits(tail, text, topic):
-                    slots.values["whose"] = tails.whose(text, slots)
-                    text += fill(tail, slots, clause=True)
-            elif rng.random() < P_ROUNDUP:
-                second, more = render(rng.choice(templates), rng, pool)
+            text, slots = one_headline(template, rng, pool, topic, sentiment)
+            if rng.random() < P_ROUNDUP:
+                second, more = one_headline(rng.choice(templates), rng, pool, topic, sentiment)
                 text = style.roundup(text, second)
                 slots.companies.extend(more.companies)
             yield style.decorate(text, slots, rng), slots

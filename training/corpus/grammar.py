@@ -38,6 +38,11 @@ COMPANY_KINDS: dict[str, tuple[str, ...]] = {
     "lender": ("bank", "insurer"),
 }
 
+# How a headline names each company sector ("bank stocks", "an airline").
+SECTOR_WORD = {
+    "tech": "tech", "consumer": "retail", "pharma": "pharma", "industrial": "industrial", "energy": "energy",
+    "materials": "mining", "bank": "bank", "insurer": "insurance", "telecom": "telecom", "airline": "airline",
+}  # fmt: skip
 _MONTHS = (
     "January",
     "February",
@@ -215,6 +220,10 @@ class Slots:
             value = self._company(slot, kind)
         elif kind == "tk":
             value = self._ticker(slot)
+        elif kind == "cosector":  # the sector word for the headline's (first) company
+            if not self.companies:
+                self.get("co")
+            return SECTOR_WORD[self.companies[0].sector]
         elif kind == "first":  # the company the headline named first (for appended clauses)
             return self.companies[0].name if self.companies else self._company(slot, "co")
         elif kind.endswith(("_lo", "_hi")):

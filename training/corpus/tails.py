@@ -47,22 +47,22 @@ _OFFICIAL = [
 TAILS: dict[str, dict[str, list[str]]] = {
     "company": {
         "negative": [
-            ", sending {whose} shares down {pct}%",
-            ", the {ordinal} setback for the company this year",
+            ", sending {whose} shares down {pct7}%",
+            ", the {ordinal7} setback for the company this year",
             ", deepening investor doubts about its {year} targets",
             " in a blow to its turnaround plan",
             ", piling pressure on [management|the chief executive]",
             ", raising fresh questions about its strategy",
-            ", [knocking|wiping] {money} off its market value",
+            ", [knocking|wiping] {money7} off its market value",
         ],
         "neutral": _ATTRIBUTION,
         "positive": [
-            ", sending {whose} shares up {pct}%",
+            ", sending {whose} shares up {pct7}%",
             ", the latest sign its turnaround is working",
             ", extending a strong run for the company",
             ", easing investor worries about its {year} targets",
             " in a boost to its growth plans",
-            ", adding {money} to its market value",
+            ", adding {money7} to its market value",
         ],
     },
     "economy": {
@@ -86,7 +86,7 @@ TAILS: dict[str, dict[str, list[str]]] = {
         "negative": [
             ", adding to pressure on producers",
             ", hitting [producer|mining|energy] shares",
-            ", the {ordinal} setback for the [sector|industry] this [month|quarter]",
+            ", the {ordinal7} setback for the [sector|industry] this [month|quarter]",
             ", [traders|analysts] said",
         ],
         "neutral": _OFFICIAL + [", traders said", ", according to industry data"],
@@ -108,6 +108,8 @@ def options(topic: str, sentiment: str, names_company: bool) -> list[str]:
         group = "company"
     else:
         group = "economy"
+    if topic == "Stock Commentary":  # an opinion has no consequences to report
+        return []
     if sentiment == "neutral":
         return _ATTRIBUTION if names_company else _OFFICIAL
     return TAILS[group][sentiment]
