@@ -6,12 +6,14 @@ import json
 import random
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.errors import ConfigError
+from pipeline.records import parse_published_at
 from pipeline.trends import EventError, ScoredEvent, TrendFolder, TrendRecord, TrendSettings
 
 MIN = 60_000
@@ -336,3 +338,45 @@ def test_order_invariance_example_overtaking_inside_the_lateness() -> None:
     third, outcomes = fold([replace(b, event_time_ms=T0 + MIN + 31_000), a])
     assert outcomes == ["counted", "late"]
     assert sum(r.late for r in third) == 1
+
+
+# -- the recorded feeds, folded by their TRUTH labels ---------------------------------------------------
+
+FEEDS = Path(__file__).parent / "feeds"
+
+
+def truth_events(name: str, noise: random.Random | None = None) -> list[ScoredEvent]:
+    """A recorded feed as scored events, labelled by its truth; `noise` flips 15% of the sentiments."""
+    out = []
+    for line in (FEEDS / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        sentiment = row["truth"]["sentiment"]
+        if noise is not None and noise.random() < 0.15:
+            sentiment = noise.choice(["negative", "neutral", "positive"])
+        ts = parse_published_at(row["published_at"])
+        out.append(ScoredEvent(row["id"], row["truth"]["topic"], sentiment, SCORE[sentiment], ts))
+    return out
+
+
+def test_the_calm_feed_raises_no_spike() -> None:
+    events = truth_events("calm_day")
+    records, outcomes = fold(events)
+    assert outcomes == ["counted"] * len(events)
+    assert sum(r.total for r in records) == len(events)
+    assert not any(r.spike_active for r in records)
+    assert max(r.spike_score for r in records) < TrendSettings().z_enter
+
+
+@pytest.mark.parametrize("noise_seed", [None, 1])
+def test_the_spike_feed_raises_a_spike_for_the_planted_topic_only(noise_seed: int | None) -> None:
+    meta = json.loads((FEEDS / "spike_day.meta.json").read_text(encoding="utf-8"))
+    start = parse_published_at(meta["interval"]["start"])
+    end = parse_published_at(meta["interval"]["end"])
+    noise = random.Random(noise_seed) if noise_seed is not None else None
+    records, _ = fold(truth_events("spike_day", noise))
+    active = [r for r in records if r.spike_active]
+    assert {r.topic for r in active} == {meta["topic"]}
+    # Raised during the planted interval, within 10 minutes of its start, and over soon after its end.
+    assert start <= min(r.window_start_ms for r in active) <= start + 10 * MIN
+    assert max(r.window_end_ms for r in active) <= end + 5 * MIN
+    assert [r.spike_transition for r in records if r.spike_transition] == ["enter", "leave"]
