@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,6 +93,24 @@ def write_csv(path: Path, rows: Iterable[dict[str, str]]) -> Path:
     return path
 
 
+def wordpiece_vocab(texts: Iterable[str], size: int, normalizer: Any, pre: Any) -> dict[str, int]:
+    """A WordPiece vocabulary learnt from `texts`: special tokens, every character (alone and as a
+    continuation piece, so any word can be spelled), then the most frequent whole words.
+
+    The `tokenizers` WordPieceTrainer breaks ties between equally frequent pieces in hash order,
+    which differs from run to run; ranking by (count, word) here keeps test artifacts reproducible.
+    """
+    counts: Counter[str] = Counter()
+    for text in texts:
+        words = pre.pre_tokenize_str(normalizer.normalize_str(text))
+        counts.update(word for word, _span in words)
+    chars = sorted({c for word in counts for c in word})
+    tokens = list(SPECIAL_TOKENS) + chars + [f"##{c}" for c in chars]
+    ranked = sorted((w for w in counts if len(w) > 1), key=lambda w: (-counts[w], w))
+    tokens += ranked[: max(0, size - len(tokens))]
+    return {token: i for i, token in enumerate(tokens)}
+
+
 def build_base_model(
     directory: Path,
     texts: Iterable[str],
@@ -104,16 +124,17 @@ def build_base_model(
 ) -> Path:
     """A randomly initialised BERT + a WordPiece fast tokenizer learnt on `texts`, saved as a HF dir."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     _offline()
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    vocab = wordpiece_vocab(texts, vocab_size, normalizer, pre)
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS))
-    tok.train_from_iterator(list(texts), trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -153,7 +174,7 @@ def build_tiny_artifact(out_root: Path, *, topics: Sequence[str] | None = None, 
     _offline()
     topics = tuple(topics or DEFAULT_TOPICS)
     vocab = TinyVocabulary(topics, seed=seed)
-    rows = vocab.rows(per_topic=18, seed=seed)
+    rows = vocab.rows(per_topic=30, seed=seed)
     data = write_csv(out_root / "tiny.csv", rows)
     base = build_base_model(
         out_root / "base",
@@ -170,12 +191,14 @@ def build_tiny_artifact(out_root: Path, *, topics: Sequence[str] | None = None, 
         base_model=str(base),
         topics=",".join(topics),
         max_length=32,
-        epochs=8,
+        # >= 100 validation rows: the 99% agreement check then tolerates one borderline flip
+        valid_fraction=0.2,
+        epochs=10,
         batch_size=16,
         lr=3e-3,
         head_lr=3e-3,
         warmup_ratio=0.05,
-        patience=8,
+        patience=10,
         seed=seed,
         progress=False,
     )
