@@ -110,9 +110,11 @@ def options(topic: str, sentiment: str, names_company: bool) -> list[str]:
         group = "economy"
     if topic == "Stock Commentary":  # an opinion has no consequences to report
         return []
+    attribution = _ATTRIBUTION if names_company else _OFFICIAL
     if sentiment == "neutral":
-        return _ATTRIBUTION if names_company else _OFFICIAL
-    return TAILS[group][sentiment]
+        return attribution
+    # Attributions go on every sentiment, so "according to a filing" never marks a neutral row.
+    return TAILS[group][sentiment] + attribution[:3]
 
 
 def whose(text: str, slots: Slots) -> str:
