@@ -35,7 +35,7 @@ What is judged (see README "Trends and spike detection" for the why of each defa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from models.errors import ConfigError
 from pipeline.windows import WindowStats
@@ -149,7 +149,8 @@ def combine(z_volume: float, z_share: float) -> float:
 
 def _update(
     state: SpikeState, negatives: int, total: int, params: SpikeParams, slowdown: float
-) -> SpikeState:
+) -> tuple[float, float, int, float]:
+    """The baseline after folding in one window: (neg_mean, neg_var, share_windows, share_mean)."""
     # Incremental exponentially weighted mean and variance (one pass, no history kept). The first windows
     # use the running mean (weight 1/n) so the baseline is not biased towards its zero start. Values above
     # mean + update_clip_z * std are clipped before they are folded in (a robust EWMA): the first windows
@@ -171,14 +172,7 @@ def _update(
         share_alpha = max(params.alpha, 1.0 / (share_windows + 1)) * slowdown
         share_mean += share_alpha * (share - share_mean)
         share_windows += 1
-    return replace(
-        state,
-        windows=state.windows + 1,
-        neg_mean=neg_mean,
-        neg_var=neg_var,
-        share_windows=share_windows,
-        share_mean=share_mean,
-    )
+    return neg_mean, neg_var, share_windows, share_mean
 
 
 def step(state: SpikeState, stats: WindowStats, params: SpikeParams) -> tuple[SpikeState, SpikeDecision]:
@@ -211,8 +205,13 @@ def step(state: SpikeState, stats: WindowStats, params: SpikeParams) -> tuple[Sp
     # Suspicious windows (score >= z_leave) move the baseline slowly too, not just active ones: the first
     # windows of a surge must not become the baseline it is judged against before it qualifies.
     slowdown = params.active_slowdown if (active or (warmed_up and score >= params.z_leave)) else 1.0
-    new_state = replace(
-        _update(state, negatives, total, params, slowdown),
+    neg_mean, neg_var, share_windows, share_mean = _update(state, negatives, total, params, slowdown)
+    new_state = SpikeState(
+        windows=state.windows + 1,
+        neg_mean=neg_mean,
+        neg_var=neg_var,
+        share_windows=share_windows,
+        share_mean=share_mean,
         active=active,
         enter_streak=enter_streak,
         calm_streak=calm_streak,
