@@ -166,6 +166,32 @@ def test_label_words_do_not_leak_the_answer() -> None:
     assert share < 0.02
 
 
+def test_no_sentence_shape_carries_two_sentiments() -> None:
+    """Label noise check: the same structure with other names and numbers never flips sentiment."""
+    labels: dict[str, set[str]] = {}
+    for r in corpus_rows():
+        if r["sentiment"]:
+            labels.setdefault(shape(r["text"]), set()).add(r["sentiment"])
+    # Exempt: flashes whose sentiment is the comparison of two numbers ("EPS $1.12 vs $0.98 est").
+    numeric = re.compile(r"\$?0%? vs \$?0|to \$?0%?( billion)? from \$?0")
+    conflicts = {s: sorted(v) for s, v in labels.items() if len(v) > 1 and not numeric.search(s)}
+    assert not conflicts, f"shapes with conflicting sentiment: {list(conflicts.items())[:5]}"
+
+
+def test_no_single_word_gives_the_sentiment_away() -> None:
+    """No word both covers a large slice of one sentiment and (almost) never occurs in the others."""
+    rows = [r for r in corpus_rows() if r["sentiment"]]
+    per_label = Counter(r["sentiment"] for r in rows)
+    words: dict[str, Counter] = {}
+    for r in rows:
+        for w in set(re.findall(r"[a-z']+", r["text"].lower())):
+            words.setdefault(w, Counter())[r["sentiment"]] += 1
+    for w, counts in words.items():
+        label, n = counts.most_common(1)[0]
+        if n / sum(counts.values()) > 0.9:
+            assert n / per_label[label] < 0.10, f"{w!r} marks {label} ({n} of {per_label[label]} rows)"
+
+
 def test_phrase_tables_cover_every_cell_with_many_templates() -> None:
     table = all_phrases()
     build.check_table(table)
@@ -204,6 +230,16 @@ def test_ticker_belongs_to_the_company_it_follows() -> None:
         first, second = slots.companies
         assert text == f"{first.name} ${first.ticker} and {second.name} ${second.ticker}"
         assert first.sector == "bank" and first != second
+
+
+def test_possessives_of_plural_names() -> None:
+    assert grammar.tidy("Lathom Airways's appeal; Moody's view; the Fed's call") == (
+        "Lathom Airways' appeal; Moody's view; the Fed's call"
+    )
+    assert (
+        grammar.possessive("Foxley Labs") == "Foxley Labs'"
+        and grammar.possessive("Ivorine Air") == "Ivorine Air's"
+    )
 
 
 def test_unknown_slot_is_reported_by_name() -> None:

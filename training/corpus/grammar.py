@@ -21,6 +21,7 @@ _CHOICE = re.compile(r"\[([^\[\]]*)\]")
 _SLOT = re.compile(r"\{(\w+)\}")
 _SPACES = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,;:?!.%])")
+_PLURAL_POSSESSIVE = re.compile(r"\b([A-Z][a-z]*s)'s\b")
 
 # Slot kind -> company sectors it may draw from.
 COMPANY_KINDS: dict[str, tuple[str, ...]] = {
@@ -269,6 +270,10 @@ class Slots:
         return value
 
 
+def possessive(name: str) -> str:
+    return name + "'" if name.endswith("s") else name + "'s"
+
+
 def expand_choices(template: str, rng: random.Random) -> str:
     """Resolve every `[a|b]` group, innermost first."""
     while True:
@@ -284,6 +289,7 @@ def tidy(text: str) -> str:
     text = _SPACES.sub(" ", text).strip()
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
     text = text.replace(",,", ",").replace(" ,", ",")
+    text = _PLURAL_POSSESSIVE.sub(r"\1'", text)  # "Airways's" -> "Airways'"
     return text[:1].upper() + text[1:] if text else text
 
 

@@ -8,7 +8,7 @@ attributions, and share-price tails are skipped when the headline already talks 
 
 from __future__ import annotations
 
-from training.corpus.grammar import Slots
+from training.corpus.grammar import Slots, possessive
 
 COMPANY_TOPICS = frozenset(
     {
@@ -122,7 +122,7 @@ def whose(text: str, slots: Slots) -> str:
     if not slots.companies:
         return "its"
     name = slots.companies[0].name
-    return "its" if text.startswith(name) else f"{name}'s"
+    return "its" if text.startswith(name) else possessive(name)
 
 
 def fits(tail: str, text: str, topic: str) -> bool:

@@ -97,7 +97,7 @@ PHRASES = {
             "[Sell|Trim] {co} [into|on] [strength|the rally], [says|advises] {person}",
             "Why the [smart money|big funds] [is|are] [dumping|selling] {co}",
             "{co}: [great company|good business], [bad|terrible] stock at this price",
-            "[Technical|Chart] view: {co} [breaks|breaches] [key support|200-day average], more losses [likely|ahead]",
+            "[Technical|Chart] view: {co} [breaks below|breaches] [key support|200-day average], more losses [likely|ahead]",
         ],
         "neutral": [
             "{co} stock: what [investors|traders] should know before [earnings|{weekday}]",
@@ -140,7 +140,7 @@ PHRASES = {
             "{co} [looks|is] [cheap|undervalued] [versus|against] peers, [fund manager|strategist] {person} says",
             "[Buy|Add] {co} [on|into] [weakness|the dip], [says|advises] {person}",
             "Why the [smart money|big funds] [is|are] [buying|loading up on] {co}",
-            "[Technical|Chart] view: {co} [breaks|clears] [key resistance|200-day average], [more gains|further upside] [likely|ahead]",
+            "[Technical|Chart] view: {co} [breaks above|clears] [key resistance|200-day average], [more gains|further upside] [likely|ahead]",
             "{co} [set|poised] for [rerating|re-rating] as [profits|margins] [recover|improve], [investors|analysts] say",
         ],
     },
