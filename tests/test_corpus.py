@@ -12,7 +12,7 @@ import random
 import re
 from collections import Counter
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pytest
@@ -66,6 +66,7 @@ def _entity_pattern() -> re.Pattern[str]:
     return re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
 
 
+@cache
 def shape(text: str) -> str:
     """A headline with every name and number masked: what is left is its sentence structure."""
     masked = _entity_pattern().sub("E", text)
