@@ -346,6 +346,7 @@ def test_spike_meta_matches_the_file() -> None:
     assert len(planted) == meta["planted"] == sum(meta["planted_per_minute"]) >= 140
     assert len(messages) == meta["total_messages"] == meta["calm_messages"] + meta["planted"]
     assert meta["topic"] == "Energy | Oil" and meta["sentiment"] == "negative"
+    assert meta["surge"] == {"topic": meta["topic"], "sentiment": meta["sentiment"], **meta["interval"]}
     assert (end - start) == timedelta(minutes=20) and start.hour == 13 and start.minute == 0
     per_minute = Counter(
         int((datetime.fromisoformat(m["published_at"]) - start).total_seconds() // 60) for m in planted

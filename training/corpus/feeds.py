@@ -323,6 +323,13 @@ def spike_meta(calm: list[Message], spike: list[Message]) -> dict[str, object]:
         "sentiment": SPIKE_SENTIMENT,
         "story": SPIKE_STORY,
         "interval": {"start": SPIKE_START.isoformat(), "end": end.isoformat()},
+        # The same facts in the shape pipeline/demo.py looks for (topic, start, end in one object).
+        "surge": {
+            "topic": SPIKE_TOPIC,
+            "sentiment": SPIKE_SENTIMENT,
+            "start": SPIKE_START.isoformat(),
+            "end": end.isoformat(),
+        },
         "planted": len(spike),
         "planted_per_minute": list(SPIKE_PER_MINUTE),
         "peak_per_minute": max(SPIKE_PER_MINUTE),
