@@ -94,11 +94,10 @@ def cut_first_clause(text: str, min_words: int = 4) -> str:
 
 def tweet(text: str, slots: Slots, rng: random.Random) -> str:
     """A social-media item: lower case, usually led by the first company's cashtag."""
-    body = text[:1].lower() + text[1:] if not text[:2].isupper() else text
     if slots.companies and "$" + slots.companies[0].ticker not in text:
         lead = "$" + slots.companies[0].ticker
-        return f"{lead} {body.lower()}" if rng.random() < 0.5 else f"{lead}: {body}"
-    return body.lower()
+        return f"{lead} {text.lower()}" if rng.random() < 0.5 else f"{lead}: {text}"
+    return text.lower()
 
 
 def decorate(text: str, slots: Slots, rng: random.Random) -> str:
