@@ -59,8 +59,15 @@ demo: setup ## the main job on the embedded default: train if needed, then strea
 	@command -v prometheus >/dev/null 2>&1 || echo "demo: Prometheus not installed, running without alerts (make system-deps adds it)"
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline.demo --model $(ARTIFACTS)/latest $(DEMO_ARGS)
 
-bench: setup ## benchmarks (writes docs/BENCHMARKS.md figures)
-	@echo "bench: not implemented yet"; exit 1
+# The baselines need the PyTorch weights of the deployed artifact: train once with a checkpoint when
+# artifacts/latest has none under runs/<version>.
+bench: setup ## baselines vs finsent scoring + end to end; docs/BENCHMARKS.md  [QUICK=1 N=]
+	@v=$$(basename "$$(readlink -f $(ARTIFACTS)/latest)"); \
+	if [ ! -e $(ARTIFACTS)/latest/manifest.json ] || [ ! -e "runs/$$v/checkpoint.json" ]; then \
+		echo "bench: no artifact with a PyTorch checkpoint; training one (finsent train --checkpoint-dir runs)"; \
+		$(BIN)/finsent train --data $(DATA) --out $(ARTIFACTS) --checkpoint-dir runs || exit 1; \
+	fi
+	HF_HUB_OFFLINE=1 $(PY) -m bench.run --model $(ARTIFACTS)/latest $(if $(QUICK),--quick) $(if $(N),--n $(N))
 
 clean: ## remove caches (keeps .venv and artifacts)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -9,6 +9,7 @@ flashes with 60-word leads, and padding every flash to the longest lead would mu
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -133,10 +134,7 @@ class Scorer:
             pad = self.tokenizer.token_to_id("[PAD]")
         self.pad_id = int(pad or 0)
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = int(threads)
+        opts = session_options(ort, self.provider, threads)
         providers: list[Any] = [_ORT_PROVIDER[self.provider]]
         if self.provider == "cuda":
             providers.append(_ORT_PROVIDER["cpu"])
@@ -151,6 +149,9 @@ class Scorer:
             log.warning("CUDA provider failed to initialise; using the CPU provider")
             self.provider = "cpu"
         self._input_names = {i.name for i in self.session.get_inputs()}
+        self._outputs = ["topic_probs", "sentiment_probs"]
+        # On the GPU, IO binding lets ORT place the outputs itself instead of allocating per run.
+        self._io_binding = self.provider == "cuda"
         log.info(
             "model %s loaded: provider=%s variant=%s file=%s",
             self.version,
@@ -178,40 +179,93 @@ class Scorer:
         order = np.argsort(lengths, kind="stable")
         for start in range(0, n, self.sub_batch):
             idx = order[start : start + self.sub_batch]
-            width = max(int(lengths[idx].max()), 1)
-            input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                seq = ids[i]
-                input_ids[row, : len(seq)] = seq
-                mask[row, : len(seq)] = 1
-            feeds = {"input_ids": input_ids, "attention_mask": mask}
-            if "token_type_ids" in self._input_names:
-                feeds["token_type_ids"] = np.zeros_like(input_ids)
-            t, s = self.session.run(["topic_probs", "sentiment_probs"], feeds)
-            topic[idx] = t
-            sentiment[idx] = s
+            input_ids, mask = pad([ids[i] for i in idx], lengths[idx], self.pad_id)
+            topic[idx], sentiment[idx] = self._run(input_ids, mask)
         return topic, sentiment
+
+    def _run(self, input_ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feeds = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        if not self._io_binding:
+            t, s = self.session.run(self._outputs, feeds)
+            return t, s
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        for name in self._outputs:
+            binding.bind_output(name, "cuda")
+        self.session.run_with_iobinding(binding)
+        t, s = binding.copy_outputs_to_cpu()
+        return t, s
 
     def score(self, texts: Sequence[str]) -> list[Prediction]:
         """Score a batch of texts; one Prediction per text, in input order."""
         topic, sentiment = self.probabilities(texts)
+        # Whole-array work first, then one pass of plain Python floats: per-row numpy indexing
+        # costs more than the row's share of the model run on short headlines.
         top = topic.argmax(axis=1)
-        sent = sentiment.argmax(axis=1)
+        conf = topic[np.arange(len(texts)), top].tolist()
+        sent = sentiment.argmax(axis=1).tolist()
+        margin = (sentiment[:, self._pos] - sentiment[:, self._neg]).tolist()
         labels_t, labels_s = self.topic_labels, self.sentiment_labels
-        out = []
-        for i in range(len(texts)):
-            probs = sentiment[i].tolist()
-            out.append(
-                Prediction(
-                    topic=labels_t[top[i]],
-                    topic_confidence=float(topic[i, top[i]]),
-                    sentiment=labels_s[sent[i]],
-                    sentiment_probs=dict(zip(labels_s, probs, strict=True)),
-                    score=float(probs[self._pos] - probs[self._neg]),
-                )
+        return [
+            Prediction(
+                topic=labels_t[t],
+                topic_confidence=c,
+                sentiment=labels_s[si],
+                sentiment_probs=dict(zip(labels_s, probs, strict=True)),
+                score=m,
             )
-        return out
+            for t, c, si, m, probs in zip(top.tolist(), conf, sent, margin, sentiment.tolist(), strict=True)
+        ]
+
+
+def pad(seqs: Sequence[Sequence[int]], lengths: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded (input_ids, attention_mask) to the longest of `seqs`, without a per-row loop.
+
+    The mask is a broadcast comparison and the ids are scattered through it in one assignment:
+    row-major order of the True cells is exactly the concatenation of the sequences.
+    """
+    width = max(int(lengths.max()), 1)
+    mask = np.arange(width, dtype=np.int64)[None, :] < lengths[:, None]
+    input_ids = np.full(mask.shape, pad_id, dtype=np.int64)
+    input_ids[mask] = np.fromiter(
+        itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum())
+    )
+    return input_ids, mask.astype(np.int64)
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def session_options(ort: Any, provider: str, threads: int | None) -> Any:
+    """ORT session options for a latency-bound stream of small batches.
+
+    - intra-op threads = the cores we may use (ORT's own default counts the host's cores, which
+      oversubscribes a CPU-limited container);
+    - sequential execution, one inter-op thread: an encoder is a chain of ops, parallel branches
+      buy nothing and cost a second thread pool;
+    - no spinning: between runs the worker threads would otherwise busy-wait and take the cores
+      from the Kafka and JSON work the daemon does between two batches.
+    FINSENT_ORT_SPIN=1 turns spinning back on (for a machine with cores to spare).
+    """
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    if provider == "cpu":
+        opts.intra_op_num_threads = int(threads or cpu_cores())
+        spin = os.environ.get("FINSENT_ORT_SPIN", "").strip().lower() in ("1", "true", "yes", "on")
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    elif threads:
+        opts.intra_op_num_threads = int(threads)
+    return opts
 
 
 def load_scorer(path: str | os.PathLike[str], **kwargs: Any) -> Scorer:

@@ -1,0 +1,165 @@
+"""Results -> JSON under bench/results/ and the generated block of docs/BENCHMARKS.md.
+
+Only the text between the two markers is rewritten, so the hand-written sections of the document
+(method, profile, the training engineer's "Training" section) survive every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BEGIN = "<!-- bench:results:begin (written by `make bench`; edit bench/report.py, not this block) -->"
+END = "<!-- bench:results:end -->"
+PACKAGES = ("onnxruntime-gpu", "onnxruntime", "tokenizers", "kafka-python", "numpy", "torch", "transformers")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine(gpu: str | None) -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "cpu": cpu_model(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+        "versions": versions,
+        "git_commit": commit,
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def _clean(obj: Any) -> Any:
+    """Drop private keys (arrays kept for the agreement check) before writing JSON."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items() if not str(k).startswith("_")}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json(results: dict[str, Any], out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = out_dir / f"bench-{stamp}{'-quick' if results.get('quick') else ''}.json"
+    text = json.dumps(_clean(results), indent=2, sort_keys=False, default=float)
+    path.write_text(text + "\n", encoding="utf-8")
+    (out_dir / ("latest-quick.json" if results.get("quick") else "latest.json")).write_text(text + "\n")
+    return path
+
+
+def _f(x: Any, digits: int = 0) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def _mib(x: Any) -> str:
+    return "–" if not x else f"{x / 2**20:,.0f} MiB"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m, c = results["machine"], results["corpus"]
+    rows = results["rows"]
+    base = next((r["msgs_per_s"] for r in rows if r.get("baseline") == "A-best"), None)
+    score_int8 = next(
+        (r["msgs_per_s"] for r in rows if r["kind"] == "scoring" and r.get("variant") == results["deployed"]),
+        None,
+    )
+    tok = c["tokens"]
+    lines = [
+        BEGIN,
+        "",
+        f"Run of {results['finished_at']} UTC{' (QUICK)' if results.get('quick') else ''}: "
+        f"`{results['command']}` (commit {m['git_commit'] or '?'}).",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores{', GPU ' + m['gpu'] if m.get('gpu') else ', no GPU'}; "
+        f"{m['os']}, Python {m['python']}; load average at start {m['loadavg_start'][0]:.2f}, "
+        f"at end {results['loadavg_end'][0]:.2f} (shared machine).",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        f"- Model: `{results['model']['path']}` (version {results['model']['version']}, base "
+        f"`{results['model']['base_model']}`); PyTorch weights `{results['model'].get('checkpoint') or '–'}`.",
+        f"- Corpus: N = {c['messages']:,} messages (seed {results['seed']}), {c['headlines_only']:,} headlines and "
+        f"{c['articles']:,} short articles (headline + 1–3 sentences), {c['distinct_texts']:,} distinct texts; "
+        f"tokens per text p50 {tok['p50']:.0f}, p95 {tok['p95']:.0f}, max {tok['max']} "
+        f"(headlines p50 {c['tokens_headlines'].get('p50', 0):.0f}, articles p50 "
+        f"{c['tokens_articles'].get('p50', 0):.0f}).",
+        "",
+        "| what | settings | msgs/s | × baseline A (best) | notes |",
+        "| --- | --- | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        ratio = f"{r['msgs_per_s'] / base:.1f}×" if base and r.get("msgs_per_s") else "–"
+        lines.append(
+            f"| {r['name']} | {r.get('settings', '')} | {_f(r.get('msgs_per_s'))} | {ratio} | {r.get('notes', '')} |"
+        )
+    e2e = next((r for r in rows if r["kind"] == "e2e"), None)
+    lat = results.get("latency")
+    lines.append("")
+    if e2e:
+        share = f"{e2e['msgs_per_s'] / score_int8:.0%}" if score_int8 else "–"
+        lines.append(
+            f"- End to end vs its own scoring function alone ({results['deployed']}): **{share}**; "
+            f"daemon peak RSS **{_mib(e2e.get('peak_rss_bytes'))}**; torch loaded in the daemon: "
+            f"**{'yes' if e2e.get('torch_loaded') else 'no'}**."
+        )
+    if lat:
+        lines.append(
+            f"- Latency at a fixed offered load of {_f(lat.get('offered_rate'))} msgs/s "
+            f"({lat['scored']:,} messages, first {lat['warmup_excluded']} excluded as warm-up), ingest to "
+            f"published: p50 **{lat['p50_ms']:.0f} ms**, p95 **{lat['p95_ms']:.0f} ms**, p99 **{lat['p99_ms']:.0f} ms** "
+            f"(max {lat['max_ms']:.0f} ms); daemon peak RSS {_mib(lat.get('peak_rss_bytes'))}."
+        )
+    for name, agr in results.get("agreement", {}).items():
+        lines.append(
+            f"- Agreement with fp32 PyTorch (baseline B), {name}: topic **{agr['topic']:.2%}**, "
+            f"sentiment **{agr['sentiment']:.2%}** (largest probability difference {agr['max_abs_prob_diff']:.3f})."
+        )
+    if results.get("sweeps"):
+        for title, sweep in results["sweeps"].items():
+            pts = ", ".join(f"{p['size']}: {p['msgs_per_s']:,.0f}" for p in sweep)
+            lines.append(f"- Sweep, {title} (size: msgs/s): {pts}.")
+    targets = results.get("targets")
+    if targets:
+        lines += ["", "| target | figure | met? |", "| --- | --- | --- |"]
+        for t in targets:
+            lines.append(f"| {t['target']} | {t['figure']} | {'yes' if t['met'] else '**no**'} |")
+    lines += ["", f"Raw figures: `{results.get('json', 'bench/results/latest.json')}`.", "", END]
+    return "\n".join(lines)
+
+
+def update_doc(doc: Path, block: str, skeleton: str) -> None:
+    """Replace the generated block (or create the document from `skeleton`, which holds the markers)."""
+    text = doc.read_text(encoding="utf-8") if doc.exists() else skeleton
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + "\n\n" + BEGIN + "\n" + END + "\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(head + block + tail, encoding="utf-8")

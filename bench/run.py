@@ -1,0 +1,324 @@
+"""`python -m bench.run`: every benchmark on the same corpus and the same fine-tuned weights.
+
+    baseline A   transformers.pipeline over the PyTorch model (default, then its best batch size)
+    baseline B   the PyTorch model batched by hand (eager, inference_mode, padded batches)
+    scoring      finsent's `Scorer.score` alone, per variant (fp32/int8 on CPU, fp16 on a GPU)
+    e2e          broker + `finsent replay` + `finsent consume`: throughput, peak RSS, torch check
+    latency      end-to-end latency percentiles at a fixed offered load below saturation
+    profile      cProfile of scoring, py-spy of the daemon (not in --quick)
+
+Writes bench/results/bench-<time>.json (+ latest.json) and the results block of docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import corpus, e2e, report, scoring
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "BENCHMARKS.md"
+PARTS = ("baselines", "scoring", "e2e", "latency", "profile")
+log = logging.getLogger("bench")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=REPO / "artifacts" / "latest", help="artifact directory")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="PyTorch checkpoint of the same weights (default: runs/<artifact version>)",
+    )
+    p.add_argument("--n", type=int, help="messages in the corpus (default: 4000 CPU, 20000 GPU; QUICK: 300)")
+    p.add_argument("--seed", type=int, default=corpus.DEFAULT_SEED, help="corpus seed")
+    p.add_argument("--quick", action="store_true", help="short run: small N, fewer sweep points")
+    p.add_argument(
+        "--only", default=",".join(p for p in PARTS if p != "profile"), help=f"comma list of {PARTS}"
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="also profile scoring (cProfile) and the daemon (py-spy)"
+    )
+    p.add_argument(
+        "--batch", type=int, help="texts per Scorer call = daemon micro-batch (default 256; GPU 1024)"
+    )
+    p.add_argument(
+        "--latency-rate", type=float, help="offered load for the latency run (default: half the e2e rate)"
+    )
+    p.add_argument("--latency-seconds", type=float, help="duration of the latency run (default 20; QUICK: 6)")
+    p.add_argument("--threads", type=int, help="torch and ORT threads (default: all cores)")
+    p.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="JSON output folder")
+    p.add_argument("--doc", type=Path, default=DOC, help="markdown file whose results block is rewritten")
+    p.add_argument("--no-doc", action="store_true", help="do not touch the markdown file")
+    return p.parse_args(argv)
+
+
+def find_checkpoint(artifact: Any, given: Path | None) -> Path | None:
+    if given is not None:
+        return given
+    candidate = REPO / "runs" / artifact.version
+    return candidate if (candidate / "checkpoint.json").is_file() else None
+
+
+def run_baselines(
+    checkpoint: Path, texts: list[str], max_length: int, device: str, quick: bool, threads: int | None
+) -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
+    """Rows for A (default + best batch) and B, B's probabilities (the fp32 PyTorch reference), sweeps."""
+    from bench import baselines
+
+    model, tokenizer, _meta = baselines.load(checkpoint, threads)
+    model.to(device)
+    pipe = baselines.make_pipeline(model, tokenizer, max_length, device=device)
+    rows: list[dict[str, Any]] = []
+    n = len(texts)
+    sweep_texts = texts[: min(n, 256 if quick else 800)]
+    baselines.pipeline_probs(pipe, sweep_texts[:16], None)  # warm-up
+    sec, _ = baselines.timed(baselines.pipeline_probs, pipe, texts, None)
+    rows.append(
+        _row("baseline A: transformers.pipeline", "default (batch_size 1)", n, sec, baseline="A-default")
+    )
+    sweep = []
+    for size in (4, 16, 64) if quick else (2, 8, 16, 32, 64, 128):
+        s, _ = baselines.timed(baselines.pipeline_probs, pipe, sweep_texts, size)
+        sweep.append({"size": size, "msgs_per_s": len(sweep_texts) / s})
+    best = max(sweep, key=lambda p: p["msgs_per_s"])["size"]
+    sec, _ = baselines.timed(baselines.pipeline_probs, pipe, texts, best)
+    rows.append(
+        _row("baseline A: transformers.pipeline", f"best batch_size {best}", n, sec, baseline="A-best")
+    )
+    b_batch = 64
+    sec, probs = baselines.timed(baselines.eager_probs, model, tokenizer, texts, b_batch, max_length, device)
+    rows.append(
+        _row(
+            "baseline B: PyTorch eager, batched by hand",
+            f"batch {b_batch}, padded, inference_mode",
+            n,
+            sec,
+            baseline="B",
+        )
+    )
+    return rows, probs, {f"baseline A batch_size (on {len(sweep_texts)} texts)": sweep}
+
+
+def _row(name: str, settings: str, n: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": extra.pop("kind", "baseline"), "settings": settings, "n": n,
+            "seconds": seconds, "msgs_per_s": n / seconds, **extra}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s bench: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from models.artifact import load_artifact
+    from models.runtime import gpu_present
+
+    default = [p for p in PARTS if p != "profile"] if args.quick else list(PARTS)
+    parts = {p.strip() for p in args.only.split(",") if p.strip()} if args.only else set(default)
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise SystemExit(f"--only: unknown parts {sorted(unknown)}; known: {', '.join(PARTS)}")
+    gpu = gpu_present()
+    provider, deployed = ("cuda", "fp16") if gpu else ("cpu", "int8")
+    n = args.n or (300 if args.quick else (20000 if gpu else 4000))
+    batch = args.batch or (1024 if gpu else 256)
+    artifact = load_artifact(args.model)
+    checkpoint = find_checkpoint(artifact, args.checkpoint)
+    results: dict[str, Any] = {
+        "command": shlex.join(["python", "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])]),
+        "quick": args.quick,
+        "seed": args.seed,
+        "deployed": deployed,
+        "machine": report.machine(_gpu_name() if gpu else None),
+        "model": {
+            "path": str(args.model),
+            "version": artifact.version,
+            "base_model": artifact.manifest.get("base_model"),
+            "checkpoint": str(checkpoint) if checkpoint else None,
+        },  # fmt: skip
+        "rows": [],
+        "sweeps": {},
+        "agreement": {},
+    }
+    log.info("corpus: %d messages (seed %d)", n, args.seed)
+    messages = corpus.build(n, args.seed)
+    texts = [m.text for m in messages]
+    lengths = corpus.token_lengths(texts, artifact.tokenizer_path, artifact.max_length)
+    results["corpus"] = corpus.describe(messages, lengths)
+    reference = None
+    probs: dict[str, Any] = {}
+
+    if "baselines" in parts:
+        if checkpoint is None:
+            log.warning(
+                "no PyTorch checkpoint for %s: baselines skipped (train with --checkpoint-dir runs)",
+                artifact.version,
+            )
+        else:
+            log.info("baselines A and B on %s (%s)", checkpoint, "cuda" if gpu else "cpu")
+            rows, reference, sweeps = run_baselines(
+                checkpoint, texts, artifact.max_length, "cuda" if gpu else "cpu", args.quick, args.threads
+            )
+            results["rows"] += rows
+            results["sweeps"].update(sweeps)
+
+    if "scoring" in parts:
+        variants = ["fp16", "fp32"] if gpu else ["fp32", "int8"]
+        for variant in variants:
+            if variant not in artifact.variants:
+                continue
+            log.info("scoring alone: %s/%s, batch %d", provider, variant, batch)
+            row = scoring.bench_variant(artifact, provider, variant, texts, batch, threads=args.threads)
+            probs[variant] = row.pop("_probs")
+            row["settings"] = f"batch {batch}, sub-batch {row['sub_batch']}" + (
+                ", IO binding" if provider == "cuda" else ""
+            )
+            results["rows"].append(row)
+        sizes = (16, 32, 64) if args.quick else ((64, 128, 256, 512, 1024) if gpu else (8, 16, 32, 64, 128))
+        sweep = scoring.sweep_sub_batch(artifact, provider, deployed, texts[: min(n, 1000)], batch, sizes)
+        results["sweeps"][f"Scorer sub-batch, {deployed} (on {min(n, 1000)} texts)"] = [
+            {"size": p["sub_batch"], "msgs_per_s": p["msgs_per_s"]} for p in sweep
+        ]
+        if reference is not None:
+            for variant, got in probs.items():
+                results["agreement"][f"{provider}/{variant}"] = scoring.agreement(reference, got)
+
+    work = args.results / "run"
+    if "e2e" in parts:
+        log.info("end to end: %d messages through broker + daemon (%s/%s)", n, provider, deployed)
+        extra = ["--batch-max-messages", str(batch)]
+        row = e2e.throughput(
+            messages, model=args.model, provider=provider, variant=deployed, workdir=work, extra=extra
+        )
+        row["settings"] = f"{provider}/{deployed}, micro-batch ≤ {batch}, 3 partitions"
+        row["notes"] = f"first consume → last commit; peak RSS {row['peak_rss_bytes'] / 2**20:,.0f} MiB"
+        results["rows"].append(row)
+
+    if "latency" in parts:
+        e2e_rate = next((r["msgs_per_s"] for r in results["rows"] if r["kind"] == "e2e"), None)
+        rate = args.latency_rate or max(10.0, round((e2e_rate or 200.0) * 0.5, -1))
+        seconds = args.latency_seconds or (6.0 if args.quick else 20.0)
+        count = max(50, int(rate * seconds))
+        lat_msgs = corpus.build(count, args.seed + 1)
+        log.info("latency: %d messages at %.0f msgs/s", count, rate)
+        results["latency"] = e2e.latency(
+            lat_msgs, rate=rate, model=args.model, provider=provider, variant=deployed, workdir=work,
+            extra=["--batch-max-messages", str(batch)], warmup=min(50, count // 10),
+        )  # fmt: skip
+
+    if "profile" in parts:
+        from bench import profiling
+        from models.runtime import Scorer
+
+        log.info("profile: scoring under cProfile")
+        scorer = Scorer(artifact, provider=provider, variant=deployed, threads=args.threads)
+        results["profile_scoring"] = profiling.profile_scoring(scorer, texts, batch)
+        log.info("profile: daemon under py-spy")
+        out = work / "daemon.pyspy.txt"
+        row = e2e.throughput(
+            messages, model=args.model, provider=provider, variant=deployed, workdir=work,
+            extra=["--batch-max-messages", str(batch)], profile_out=out,
+        )  # fmt: skip
+        results["profile_daemon"] = {"msgs_per_s_under_pyspy": row["msgs_per_s"], **profiling.read_pyspy(out)}
+
+    results["targets"] = targets(results)
+    results["loadavg_end"] = os.getloadavg()
+    results["finished_at"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    path = report.write_json(results, args.results)
+    results["json"] = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+    log.info("results: %s", path)
+    block = report.markdown(results)
+    print(block)
+    if not args.no_doc:
+        report.update_doc(args.doc, block, SKELETON)
+        log.info("updated %s", args.doc)
+    return 0
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = results["rows"]
+    by = {r.get("baseline") or (r["kind"], r.get("variant")): r for r in rows}
+    a = by.get("A-best")
+    b = by.get("B")
+    e = next((r for r in rows if r["kind"] == "e2e"), None)
+    s = by.get(("scoring", results["deployed"]))
+    out = []
+    if e and a:
+        x = e["msgs_per_s"] / a["msgs_per_s"]
+        out.append({"target": "end to end ≥ 5× baseline A (best)", "figure": f"{x:.1f}×", "met": x >= 5})
+    if e and s:
+        x = e["msgs_per_s"] / s["msgs_per_s"]
+        out.append({"target": "end to end ≥ 85% of scoring alone", "figure": f"{x:.0%}", "met": x >= 0.85})
+    if e:
+        rss = e["peak_rss_bytes"] / 2**20
+        out.append({"target": "daemon peak RSS ≤ 1 GiB", "figure": f"{rss:,.0f} MiB", "met": rss <= 1024})
+        out.append(
+            {
+                "target": "daemon does not import torch",
+                "figure": "torch mapped" if e["torch_loaded"] else "not loaded",
+                "met": not e["torch_loaded"],
+            }
+        )
+    if e and b and results["machine"].get("gpu"):
+        x = e["msgs_per_s"] / b["msgs_per_s"]
+        out.append({"target": "GPU: end to end ≥ 5× baseline B", "figure": f"{x:.1f}×", "met": x >= 5})
+        out.append(
+            {
+                "target": "GPU: end to end ≥ 15,000 msgs/s",
+                "figure": f"{e['msgs_per_s']:,.0f}",
+                "met": e["msgs_per_s"] >= 15000,
+            }
+        )
+    agr = results["agreement"].get(
+        f"{'cuda' if results['machine'].get('gpu') else 'cpu'}/{results['deployed']}"
+    )
+    if agr:
+        worst = min(agr["topic"], agr["sentiment"])
+        out.append(
+            {
+                "target": f"{results['deployed']} agrees with fp32 PyTorch ≥ 99% per head",
+                "figure": f"topic {agr['topic']:.2%}, sentiment {agr['sentiment']:.2%}",
+                "met": worst >= 0.99,
+            }
+        )
+    return out
+
+
+def _gpu_name() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return out.stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "CUDA GPU"
+
+
+SKELETON = (
+    """# Benchmarks
+
+`make bench` (or `make bench QUICK=1`) runs every benchmark below on the same corpus and the same
+fine-tuned weights, writes `bench/results/*.json` and rewrites the results block of this file.
+
+"""
+    + report.BEGIN
+    + "\n"
+    + report.END
+    + "\n"
+)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

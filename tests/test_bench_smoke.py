@@ -1,0 +1,91 @@
+"""`make bench` harness, run for real on a tiny model with a tiny N. Not timed: figures on a shared
+machine are not assertions; what is checked is that every part runs and reports consistent data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import corpus
+
+
+@pytest.fixture(scope="session")
+def tiny_with_checkpoint() -> tuple[Path, Path]:
+    """A tiny artifact and the PyTorch checkpoint of the same weights (cached like `tiny_artifact`)."""
+    from tests.support.artifact_cache import cache_key, cached_artifact
+
+    def build(root: Path) -> Path:
+        from tests.support.tiny_models import TinyVocabulary, build_base_model, write_csv
+        from training.data import DEFAULT_TOPICS
+        from training.train import TrainConfig, train_and_export
+
+        # The settings of tests/support/tiny_models.build_tiny_artifact, plus the checkpoint.
+        vocab = TinyVocabulary(DEFAULT_TOPICS, seed=0)
+        rows = vocab.rows(per_topic=18, seed=0)
+        data = write_csv(root / "tiny.csv", rows)
+        base = build_base_model(
+            root / "base", (r["text"] for r in rows), vocab_size=600, hidden=32, layers=2, heads=2, seed=0
+        )
+        config = TrainConfig(
+            data=str(data), out=str(root / "artifacts"), base_model=str(base), topics=",".join(DEFAULT_TOPICS),
+            max_length=32, epochs=8, batch_size=16, lr=3e-3, head_lr=3e-3, warmup_ratio=0.05, patience=8,
+            seed=0, progress=False, checkpoint_dir=str(root / "runs"),
+        )  # fmt: skip
+        return train_and_export(config, say=lambda _msg: None)
+
+    latest = cached_artifact(cache_key("bench-tiny-ckpt", {"seed": 0}), build)
+    version = json.loads((latest / "manifest.json").read_text())["version"]
+    return latest, latest.parents[1] / "runs" / version
+
+
+def test_corpus_is_seeded_mixed_and_never_repeats_a_sentence() -> None:
+    a, b = corpus.build(300, seed=3), corpus.build(300, seed=3)
+    assert [m.text for m in a] == [m.text for m in b]
+    assert [m.text for m in corpus.build(300, seed=4)] != [m.text for m in a]
+    articles = [m for m in a if m.body]
+    assert 0.2 < len(articles) / len(a) < 0.6
+    sentences = [m.headline for m in a] + [s for m in articles for s in m.body.split(". ")]
+    keys = [corpus._key(s) for s in sentences]
+    assert len(keys) == len(set(keys))
+    raw = json.loads(a[0].to_json(corpus.START))
+    assert set(raw) >= {"id", "headline", "published_at"} and "topic" not in raw
+
+
+def _run(tmp_path: Path, model: Path, ckpt: Path, only: str, *extra: str) -> dict:
+    from bench.run import main
+
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\n## Training\n\nkept as written.\n")
+    rc = main(
+        ["--model", str(model), "--checkpoint", str(ckpt), "--n", "48", "--quick", "--only", only,
+         "--results", str(tmp_path / "results"), "--doc", str(doc), "--batch", "16", *extra]
+    )  # fmt: skip
+    assert rc == 0
+    text = doc.read_text()
+    assert "## Training\n\nkept as written." in text and text.count("bench:results:begin") == 1
+    return json.loads((tmp_path / "results" / "latest-quick.json").read_text())
+
+
+def test_baselines_scoring_and_agreement_run_on_the_tiny_model(tmp_path: Path, tiny_with_checkpoint) -> None:
+    model, ckpt = tiny_with_checkpoint
+    res = _run(tmp_path, model, ckpt, "baselines,scoring")
+    names = {r.get("baseline") or r.get("variant") for r in res["rows"]}
+    assert names == {"A-default", "A-best", "B", "fp32", "int8"}
+    assert all(r["n"] == 48 and r["msgs_per_s"] > 0 for r in res["rows"])
+    # fp32 ONNX is the same network as the PyTorch reference: it must agree on (almost) every text.
+    assert res["agreement"]["cpu/fp32"]["max_abs_prob_diff"] < 1e-3
+    assert res["corpus"]["messages"] == 48 and res["corpus"]["tokens"]["max"] <= 32
+
+
+@pytest.mark.integration
+def test_end_to_end_and_latency_run_through_broker_and_daemon(tmp_path: Path, tiny_with_checkpoint) -> None:
+    model, ckpt = tiny_with_checkpoint
+    res = _run(tmp_path, model, ckpt, "e2e,latency", "--latency-rate", "40", "--latency-seconds", "1.5")
+    (e2e,) = [r for r in res["rows"] if r["kind"] == "e2e"]
+    assert e2e["handled"] == 48 and e2e["seconds"] > 0
+    assert e2e["torch_loaded"] is False and e2e["peak_rss_bytes"] > 0
+    lat = res["latency"]
+    assert lat["scored"] == lat["n"] == 60 and 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]
