@@ -126,6 +126,7 @@ class Monitor:
     pid: int
     port: int
     interval_s: float = 0.1
+    scrape_every: int = 10  # scrape /metrics every 10th sample: scrapes cost the daemon CPU too
     peak_rss_bytes: int = 0
     torch_loaded: bool = False
     metrics: dict[str, float] = field(default_factory=dict)
@@ -138,11 +139,13 @@ class Monitor:
         return self
 
     def _loop(self) -> None:
+        i = 0
         while not self._stop.is_set():
-            self.sample()
+            self.sample(scrape_now=i % self.scrape_every == 0)
+            i += 1
             self._stop.wait(self.interval_s)
 
-    def sample(self) -> None:
+    def sample(self, scrape_now: bool = True) -> None:
         try:
             status = Path(f"/proc/{self.pid}/status").read_text()
             if not self.torch_loaded:
@@ -153,7 +156,7 @@ class Monitor:
         m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
         if m:
             self.peak_rss_bytes = max(self.peak_rss_bytes, int(m.group(1)) * 1024)
-        got = scrape(self.port)
+        got = scrape(self.port) if scrape_now else {}
         if got:
             self.metrics = got
 

@@ -20,11 +20,18 @@ from typing import Any
 
 # (category, substrings of a collapsed stack; any one matches). Order matters: first match wins.
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "start-up (imports, model load; before the timed window)",
+        ("_find_and_load", "load_model", "Scorer.__init__"),
+    ),
+    ("metrics HTTP endpoint (the bench's own scrapes)", ("socketserver.py", "generate_latest")),
+    ("CRC-32C of record batches (kafka-python)", ("calc_crc32c", "_crc32c.py")),
     ("ORT session run", ("(onnxruntime/", "_run (models/runtime.py")),
     ("tokenize (Rust fast tokenizer)", ("encode_batch", "encode (models/runtime.py")),
     ("padding", ("pad (models/runtime.py",)),
     ("Prediction objects (Scorer.score)", ("score (models/runtime.py",)),
     ("aggregate stage (fetch, JSON decode, fold, publish)", ("_agg_loop", "AggregateStage")),
+    ("consumer fetch + record decode", ("poll_records", "collect_batch", "kafka/consumer/")),
     ("JSON decode + validation (parse_message)", ("parse_message",)),
     (
         "scored records: build + JSON encode",
@@ -33,7 +40,6 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("producer send + flush + ack wait", ("publish (pipeline/kafka_io.py",)),
     ("producer I/O thread (kafka-python sender)", ("kafka/producer/sender.py",)),
     ("offset commit", ("commit (pipeline/kafka_io.py", "commit (pipeline/daemon.py")),
-    ("consumer fetch + record decode", ("poll_records", "collect_batch", "kafka/consumer/")),
     ("metrics (per-message observe/inc)", ("prometheus_client",)),
     ("consumer heartbeat / client I/O threads", ("kafka/coordinator/", "kafka/client_async.py")),
 )
@@ -57,7 +63,7 @@ def profile_scoring(scorer: Any, texts: Sequence[str], batch: int) -> dict[str, 
             parts["tokenize"] += ct
         elif func == "pad" and filename.endswith("models/runtime.py"):
             parts["padding"] += ct
-        elif "run" in func and "InferenceSession" in func:
+        elif func == "run" and "onnxruntime" in filename:
             parts["session run"] += ct
         elif func == "score" and filename.endswith("models/runtime.py"):
             parts["score total"] += ct
@@ -93,9 +99,12 @@ def read_pyspy(path: Path) -> dict[str, Any]:
             continue
         cat = categorize(stack)
         counts[cat] = counts.get(cat, 0) + int(n)
+    # Start-up and the bench's own scrapes are not part of the pipeline's work per message.
+    outside = {k: counts.pop(k) for k in list(counts) if k.startswith(("start-up", "metrics HTTP"))}
     busy = sum(counts.values())
     return {
         "busy_samples": busy,
         "idle_samples": idle,
+        "excluded_samples": outside,
         "shares": {k: v / busy for k, v in sorted(counts.items(), key=lambda kv: -kv[1])} if busy else {},
     }
