@@ -5,7 +5,9 @@ Integration tests start Tansu (a Kafka-protocol broker) and run the real `finsen
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from models.artifact import verify_artifact
+from pipeline.records import iso_utc
 from tests.support.broker import Broker, free_port, read_topic, values
 from tests.support.daemon_procs import (
     clean_env,
@@ -26,6 +29,7 @@ from tests.support.daemon_procs import (
 from tests.test_artifact import WORDS, build_toy_artifact
 
 FEEDS = Path(__file__).parent / "feeds"
+T0_MS = 1_772_445_600_000  # 2026-03-02T10:00Z
 
 
 def test_daemon_and_replay_do_not_import_torch_or_transformers() -> None:
@@ -52,7 +56,7 @@ def good_rows(n: int, prefix: str = "g") -> list[dict]:
         {
             "id": f"{prefix}{i}",
             "headline": " ".join(WORDS[(i + k) % len(WORDS)] for k in range(4)),
-            "published_at": f"2026-03-02T10:{i // 6:02d}:{(i % 6) * 10:02d}Z",
+            "published_at": iso_utc(T0_MS + i * 10_000),
             "source": "test",
         }
         for i in range(n)
@@ -131,3 +135,50 @@ def test_malformed_messages_all_go_to_the_dlq_and_the_daemon_keeps_scoring(
         assert d["message"].startswith(f"news.raw[{d['input']['partition']}]@{d['input']['offset']}: ")
     scored = values(read_topic(bs, "news.scored", done=lambda r: len(r) >= 40))
     assert sorted(r["id"] for r in scored) == sorted(f"g{i}" for i in range(40))
+
+
+@pytest.mark.integration
+def test_sigterm_commits_what_is_durable_and_a_restart_resumes_without_duplicates(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    art = build_toy_artifact(tmp_path)
+    bs = kafka_broker.bootstrap
+    n = 3000
+    feed = write_feed(tmp_path / "feed.jsonl", good_rows(n))
+    assert finsent("replay", str(feed), "--bootstrap-servers", bs).returncode == 0
+    port = free_port()
+    args = [
+        "--bootstrap-servers",
+        bs,
+        "--model",
+        str(art),
+        "--metrics-host",
+        "127.0.0.1",
+        "--batch-max-messages",
+        "8",
+    ]
+    first = start_consume(tmp_path / "first.log", *args, "--metrics-port", str(port))
+    try:
+        handled = 0.0
+        deadline = time.monotonic() + 90
+        while handled < 200 and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                handled = sample(scrape(port), "finsent_messages_total", outcome="scored") or 0
+            time.sleep(0.05)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    text = (tmp_path / "first.log").read_text()
+    assert "SIGTERM received" in text and "Traceback" not in text
+    done_first = len(read_topic(bs, "news.scored", settle_s=1.5))
+    assert 200 <= done_first < n, "the first run should have been stopped mid-stream"
+    second = start_consume(tmp_path / "second.log", *args, "--metrics-port", "0", "--exit-when-idle", "4")
+    try:
+        assert second.wait(timeout=120) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    ids = [r["id"] for r in values(read_topic(bs, "news.scored", done=lambda r: len(r) >= n))]
+    assert sorted(ids) == sorted(f"g{i}" for i in range(n))  # all there, none twice

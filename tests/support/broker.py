@@ -76,8 +76,9 @@ def read_topic(
 ) -> list[Any]:
     """Every record of `topic` from the beginning, without a consumer group.
 
-    Reads until `done(records)` holds and then `settle_s` more seconds (so duplicates that would
-    follow are seen too), or until nothing new arrived for `settle_s` when no `done` is given.
+    Reads until every partition's position has reached its high watermark (as reported by the fetch
+    responses; Tansu's ListOffsets end offsets are not reliable) and `done(records)` holds, then
+    keeps reading `settle_s` more seconds so records still arriving (duplicates) are seen too.
     """
     from kafka import KafkaConsumer, TopicPartition
 
@@ -95,21 +96,21 @@ def read_topic(
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         out: list[Any] = []
-        last_new = time.monotonic()
         satisfied_at = None
         while time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=200)
-            for records in batch.values():
+            for records in consumer.poll(timeout_ms=200).values():
                 out.extend(records)
-                last_new = time.monotonic()
             now = time.monotonic()
-            if done is not None:
-                if satisfied_at is None and done(out):
-                    satisfied_at = now
-                if satisfied_at is not None and now - satisfied_at >= settle_s:
+            caught_up = all(
+                consumer.highwater(tp) is not None and consumer.position(tp) >= consumer.highwater(tp)
+                for tp in tps
+            )
+            if caught_up and (done is None or done(out)):
+                satisfied_at = satisfied_at or now
+                if now - satisfied_at >= settle_s:
                     break
-            elif now - last_new >= (settle_s if out else 3 * settle_s):
-                break
+            else:
+                satisfied_at = None
         return out
     finally:
         consumer.close()
