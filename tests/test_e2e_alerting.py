@@ -145,7 +145,8 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
             assert note["annotations"]["current_share"].endswith("%")
             assert note["annotations"]["baseline_share"].endswith("%")
             assert "unknown" not in note["annotations"]["description"]
-            assert {a["labels"].get("topic") for a in inbox.alerts() if "topic" in a["labels"]} == {planted}
+            spikes = [a for a in inbox.alerts() if a["labels"].get("alertname") == "NegativeSentimentSpike"]
+            assert {a["labels"]["topic"] for a in spikes} == {planted}
 
             # Every dashboard expression parses and returns data from this Prometheus, evaluated at the
             # moment the alert was firing (keep_firing_for is only 7.5 s at this speed).
@@ -167,3 +168,80 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
                             assert found, f"{path.name}: {rule['record']} has no data"
     finally:
         broker.stop()
+
+
+def _post_alerts(am_url: str, alerts: list[dict[str, object]]) -> None:
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{am_url}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
+
+
+def _spike(topic: str) -> dict[str, object]:
+    return {
+        "labels": {
+            "alertname": "NegativeSentimentSpike",
+            "topic": topic,
+            "severity": "critical",
+            "category": "sentiment",
+        },
+        "annotations": {"summary": f"Negative news surge on {topic}"},
+    }
+
+
+def _wait_for(check, timeout_s: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.timeout(120)
+def test_alertmanager_groups_spikes_by_topic_and_mutes_them_while_the_daemon_is_down(tmp_path: Path) -> None:
+    """The project's alertmanager.yml in a real Alertmanager, alerts posted to its API directly."""
+    if demo.alertmanager_binary() is None:
+        pytest.skip("prometheus-alertmanager not installed (make system-deps)")
+    with demo.Stack(tmp_path) as stack:
+        hook_url, inbox = demo.start_webhook(stack)
+        am = demo.start_alertmanager(stack, hook_url, group_wait="1s")
+
+        # Two topics: two notifications on the newsdesk route, one per topic.
+        _post_alerts(am, [_spike("Energy | Oil"), _spike("Banks")])
+        assert _wait_for(lambda: len(inbox.notifications()) >= 2), inbox.notifications()
+        time.sleep(1.5)  # nothing else should follow
+        notes = inbox.notifications()
+        assert sorted(n["payload"]["groupLabels"]["topic"] for n in notes) == ["Banks", "Energy | Oil"]
+        assert {n["path"] for n in notes} == {"/newsdesk"}
+        assert all(len(n["payload"]["alerts"]) == 1 for n in notes)
+
+        # The daemon goes down: its alert goes to ops, and a new spike alert is muted, not delivered.
+        down = {
+            "labels": {"alertname": "FinsentDaemonDown", "job": "finsent", "instance": "127.0.0.1:9400",
+                       "severity": "critical", "category": "operational"},
+            "annotations": {"summary": "finsent daemon 127.0.0.1:9400 is down"},
+        }  # fmt: skip
+        _post_alerts(am, [down])
+        assert _wait_for(lambda: any(n["path"] == "/ops" for n in inbox.notifications()))
+        _post_alerts(am, [_spike("Metals")])
+
+        def metals_suppressed() -> bool:
+            query = 'filter=alertname="NegativeSentimentSpike"&filter=topic="Metals"'
+            alerts = json.loads(demo.http_get(f"{am}/api/v2/alerts?{query}"))
+            return (
+                bool(alerts)
+                and alerts[0]["status"]["state"] == "suppressed"
+                and alerts[0]["status"]["inhibitedBy"]
+            )
+
+        assert _wait_for(metals_suppressed), "the spike alert was not inhibited by FinsentDaemonDown"
+        time.sleep(2.5)  # > group_wait: had it not been muted, it would have been sent by now
+        topics = [n["payload"]["groupLabels"].get("topic") for n in inbox.notifications()]
+        assert "Metals" not in topics, inbox.notifications()
