@@ -107,7 +107,7 @@ def test_cli_train_then_export_from_checkpoint(tmp_path: Path, capsys: pytest.Ca
     rows = vocab.rows(per_topic=80, seed=1)
     data = write_csv(tmp_path / "train.csv", rows)
     base = build_base_model(
-        tmp_path / "base", (r["text"] for r in rows), vocab_size=300, hidden=32, layers=2, heads=2, seed=1
+        tmp_path / "base", (r["text"] for r in rows), vocab_size=300, hidden=64, layers=2, heads=2, seed=1
     )
     args = ["train", "--data", str(data), "--base-model", str(base), "--out", str(tmp_path / "art")]
     args += [

@@ -1,0 +1,107 @@
+"""ONNX export validation: it accepts a faithful export and fails loudly when a variant differs."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from models.errors import ConfigError, ExportValidationError
+from training.export import ExportOptions, run_onnx, validate_variants, write_variants
+
+
+@dataclass
+class Exported:
+    model: Any
+    paths: dict[str, Path]
+    encoded: list[list[int]]  # the validation rows, tokenized
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    """A tiny BERT trained for seconds on generated headlines, exported to all three variants."""
+    from tests.support.tiny_models import tiny_config
+    from training.train import fit, tokenize
+
+    root = tmp_path_factory.mktemp("export")
+    config = tiny_config(root, ("Earnings", "Dividend", "IPO", "Macro"), seed=2)
+    result = fit(config, say=lambda _msg: None)
+    paths = write_variants(result.model, root / "onnx")
+    encoded = tokenize(result.tokenizer, result.valid.texts, config.max_length)
+    return Exported(result.model, paths, encoded)
+
+
+def test_graph_contract(exported: Exported) -> None:
+    paths = exported.paths
+    assert sorted(paths) == ["fp16", "fp32", "int8"]
+    graph = onnx.load(str(paths["fp32"]))
+    assert [i.name for i in graph.graph.input] == ["input_ids", "attention_mask"]
+    assert [o.name for o in graph.graph.output] == ["topic_probs", "sentiment_probs"]
+    dims = [d.dim_param for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch_size", "sequence_length"]
+    assert max(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx")) >= 17
+    ops = {node.op_type for node in graph.graph.node}
+    assert "Attention" in ops or "MultiHeadAttention" in ops  # transformer fusions applied
+    half = onnx.load(str(paths["fp16"]))
+    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert half.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O kept
+    assert paths["int8"].stat().st_size < paths["fp32"].stat().st_size
+
+
+def test_faithful_export_passes_and_reports_numbers(exported: Exported) -> None:
+    report = validate_variants(exported.model, exported.paths, exported.encoded, pad_id=0)
+    assert max(report["fp32_vs_torch_max_abs_diff"].values()) <= 1e-4
+    assert set(report["agreement_with_fp32"]) == {"fp16", "int8"}
+    for rates in report["agreement_with_fp32"].values():
+        assert min(rates.values()) >= 0.99
+    topic, sentiment = run_onnx(exported.paths["fp32"], exported.encoded[:7], pad_id=0, batch_size=3)
+    assert topic.shape == (7, 4) and sentiment.shape == (7, 3)
+    np.testing.assert_allclose(topic.sum(axis=1), 1.0, atol=1e-5)  # probabilities, not logits
+
+
+def _negate_head(src: Path, dst: Path, head: str) -> None:
+    """Flip the sign of one head's weight matrix in an ONNX file (a corrupted weight)."""
+    model = onnx.load(str(src))
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if init.name.endswith(f"{head}_head.weight"):
+            init.CopyFrom(numpy_helper.from_array(-arr, init.name))
+            break
+    else:
+        raise AssertionError("head weight not found")
+    onnx.save(model, str(dst))
+
+
+def test_corrupted_variant_fails_naming_variant_and_head(exported: Exported, tmp_path: Path) -> None:
+    bad = dict(exported.paths)
+    bad["int8"] = tmp_path / "model.int8.onnx"
+    _negate_head(exported.paths["fp32"], bad["int8"], "sentiment")
+    with pytest.raises(ExportValidationError) as err:
+        validate_variants(exported.model, bad, exported.encoded, pad_id=0)
+    message = str(err.value)
+    assert "int8 variant disagrees with fp32 on the sentiment head" in message
+    assert f"of {len(exported.encoded)} validation predictions agree" in message
+
+
+def test_fp32_that_drifts_from_pytorch_fails(exported: Exported) -> None:
+    drifted = copy.deepcopy(exported.model)
+    with torch.no_grad():
+        drifted.sentiment_head.bias.add_(torch.tensor([0.05, 0.0, -0.05]))
+    with pytest.raises(
+        ExportValidationError, match=r"fp32 ONNX vs PyTorch: sentiment probabilities differ by up to"
+    ):
+        validate_variants(drifted, exported.paths, exported.encoded, pad_id=0)
+
+
+def test_export_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match="opset"):
+        ExportOptions(opset=13)
+    with pytest.raises(ConfigError, match="fp32"):
+        ExportOptions(variants=("int8",))
