@@ -74,8 +74,9 @@ class Aggregator:
     scored record) that delivered recently, of the max event time seen from each. Each input
     partition is in event-time order when its producer is (a replay, a live feed), but a consumer
     reads partitions in chunks, so the max over all of them would run ahead and turn the slower
-    partitions' events "late". A partition silent for `source_idle_s` (wall time) stops holding the
-    watermark back, so one quiet partition cannot stall every topic's windows.
+    partitions' events "late". A partition silent for `source_idle_s` (wall time) while others
+    deliver stops holding the watermark back, so one quiet partition cannot stall every topic's
+    windows; when input resumes after a pause, every partition gets a fresh grace period.
     """
 
     def __init__(self, settings: TrendSettings, source_idle_s: float = SOURCE_IDLE_S) -> None:
@@ -84,6 +85,7 @@ class Aggregator:
         self.folder = TrendFolder(settings)
         self.pending: dict[Any, _Pending] = {}
         self.sources: dict[Any, tuple[int | None, float]] = {}  # source -> (max event time, last seen)
+        self.last_event_s: float | None = None
         self.closed_before: int | None = None  # every window starting before this was emitted
         self.skip_before: int | None = None  # after a reset: windows before this were already emitted
         self.skipped = 0
@@ -103,6 +105,11 @@ class Aggregator:
             outcome = "replayed"
         else:
             outcome = self.folder.add(ev)
+        if self.last_event_s is None or now_s - self.last_event_s > self.source_idle_s:
+            # Input resumes after a pause (or starts): every partition gets a fresh grace period,
+            # so the first one to speak cannot run the watermark past the others.
+            self.sources = {src: (t, now_s) for src, (t, _) in self.sources.items()}
+        self.last_event_s = now_s
         seen = self.sources.get(source)
         latest = ev.event_time_ms if seen is None or seen[0] is None else max(ev.event_time_ms, seen[0])
         self.sources[source] = (latest, now_s)
@@ -174,6 +181,7 @@ class Aggregator:
         self.folder = TrendFolder(self.settings)
         self.pending = {}
         self.sources = {}
+        self.last_event_s = None
         if self.closed_before is not None:
             self.skip_before = max(self.skip_before or self.closed_before, self.closed_before)
 

@@ -24,6 +24,8 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+FETCH_MAX_BYTES = 32 << 20
+
 
 class BrokerError(FinsentError):
     """The broker cannot be reached or refused an operation (message names servers/topic)."""
@@ -58,6 +60,11 @@ def make_consumer(settings: Settings, group_id: str, client_id: str, max_poll_re
         max_poll_records=max_poll_records,
         # Scoring a batch on a slow CPU must not look like a dead member.
         max_poll_interval_ms=600_000,
+        # kafka-python refuses network frames over 1 MB by default while asking for up to 50 MB per
+        # fetch; a broker that honours the ask (or, like Tansu, ignores the per-partition limit) then
+        # breaks the connection on every fetch of a busy partition. Keep the two consistent.
+        fetch_max_bytes=FETCH_MAX_BYTES,
+        receive_message_max_bytes=FETCH_MAX_BYTES + (1 << 20),
         **_base(settings, client_id),
     )
 

@@ -75,7 +75,7 @@ def test_an_expected_partition_that_has_not_delivered_holds_the_watermark_until_
     agg2 = Aggregator(TrendSettings(allowed_lateness_ms=0), source_idle_s=10.0)
     agg2.expect_sources([A, B], now_s=0.0)
     agg2.add(ev(1, T0 + 5 * MIN), P, 0, A, now_s=1.0)
-    assert agg2.watermark(now_s=10.5) == T0 + 5 * MIN  # B never spoke within the idle limit
+    assert agg2.watermark(now_s=11.5) == T0 + 5 * MIN  # B stayed silent 10 s while A delivered
 
 
 @settings(max_examples=60, deadline=None)
@@ -123,3 +123,12 @@ def test_a_new_process_skips_windows_the_previous_one_emitted() -> None:
     assert second.add(ev(1, T0 + 1 * MIN), P, 1, A) == "replayed"  # minute 1 was already published
     assert totals(second.flush()) == 1
     assert _closed_before_of("not json") is None and _closed_before_of("") is None
+
+
+def test_a_pause_gives_every_partition_a_fresh_grace_period() -> None:
+    agg = Aggregator(TrendSettings(allowed_lateness_ms=0), source_idle_s=10.0)
+    agg.expect_sources([A, B], now_s=0.0)
+    # The feed starts long after the assignment: B has not "gone quiet", it has not started yet.
+    agg.add(ev(1, T0 + 5 * MIN), P, 0, A, now_s=60.0)
+    assert agg.watermark(now_s=61.0) is None
+    assert agg.add(ev(2, T0), P, 1, B, now_s=62.0) == "counted"

@@ -82,7 +82,12 @@ def read_topic(
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        receive_message_max_bytes=64 << 20,  # Tansu answers fetches in frames over kafka-python's 1 MB
+    )
     try:
         deadline = time.monotonic() + timeout_s
         parts = None
