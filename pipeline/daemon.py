@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
@@ -37,7 +37,7 @@ from pipeline import kafka_io
 from pipeline.batching import collect_batch
 from pipeline.kafka_io import Backoff, Outgoing
 from pipeline.metrics import Metrics
-from pipeline.records import DeadLetter, Origin, parse_message
+from pipeline.records import DeadLetter, NewsItem, Origin, parse_message
 from pipeline.scoring import ScorerLike, score_batch, scored_event
 from pipeline.settings import Settings
 from pipeline.trends import EventError, ScoredEvent, TrendFolder, TrendRecord, TrendSettings
@@ -325,7 +325,7 @@ class _Stage:
             return True
         ok = kafka_io.retrying(
             f"{self.name} stage: publish {len(out)} records",
-            lambda: kafka_io.publish(self.producer, out) or True,
+            lambda: kafka_io.publish(self.producer, out),
             self.backoff,
             self._broker_error,
         )
@@ -412,11 +412,15 @@ class ScoreStage(_Stage):
         from kafka.structs import TopicPartition
 
         s, m = self.settings, self.metrics
-        items, dead = [], []
+        items: list[NewsItem] = []
+        dead: list[DeadLetter] = []
         for rec in batch:
             origin = Origin(rec.topic, rec.partition, rec.offset, rec.timestamp)
             parsed = parse_message(rec.value, origin, max_bytes=s.max_message_bytes)
-            (dead if isinstance(parsed, DeadLetter) else items).append(parsed)
+            if isinstance(parsed, DeadLetter):
+                dead.append(parsed)
+            else:
+                items.append(parsed)
         t0 = time.perf_counter()
         scored, failed = score_batch(items, self.scorer, now_ms=_now_ms())
         elapsed = time.perf_counter() - t0
@@ -558,7 +562,9 @@ class Daemon:
         from models.runtime import load_scorer
 
         s = self.settings
-        self.scorer = load_scorer(s.model, provider=s.provider, variant=s.variant, threads=s.threads)
+        self.scorer = cast(
+            ScorerLike, load_scorer(s.model, provider=s.provider, variant=s.variant, threads=s.threads)
+        )
 
     def run(self, count: int | None = None, timeout: float | None = None) -> int:
         """Run until stopped, `count` input messages, `timeout` seconds or the idle limit. Exit code."""
@@ -587,7 +593,7 @@ class Daemon:
                 if (
                     kafka_io.retrying(
                         "create topics",
-                        lambda: kafka_io.ensure_topics(s, topics) or True,
+                        lambda: kafka_io.ensure_topics(s, topics),
                         Backoff(self.stop, max_s=s.retry_backoff_max_s),
                         lambda e: self.metrics.broker_failed(),
                     )

@@ -82,8 +82,8 @@ def make_producer(settings: Settings, client_id: str) -> Any:
     )
 
 
-def ensure_topics(settings: Settings, topics: Iterable[str]) -> None:
-    """Create missing topics; existing ones are left as they are."""
+def ensure_topics(settings: Settings, topics: Iterable[str]) -> bool:
+    """Create missing topics; existing ones are left as they are. True when done."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -104,10 +104,11 @@ def ensure_topics(settings: Settings, topics: Iterable[str]) -> None:
                 raise BrokerError(f"{settings.bootstrap_servers}: cannot create topic {name}: {exc}") from exc
     finally:
         admin.close()
+    return True
 
 
-def publish(producer: Any, messages: Sequence[Outgoing], timeout_s: float = 30.0) -> None:
-    """Send all, flush, and check every future: returns only when the broker acknowledged all."""
+def publish(producer: Any, messages: Sequence[Outgoing], timeout_s: float = 30.0) -> bool:
+    """Send all, flush, and check every future: returns (True) only when the broker acknowledged all."""
     from kafka.errors import KafkaError
 
     try:
@@ -117,6 +118,7 @@ def publish(producer: Any, messages: Sequence[Outgoing], timeout_s: float = 30.0
             fut.get(timeout=timeout_s)
     except KafkaError as exc:
         raise PublishError(f"publish of {len(messages)} records failed: {exc}") from exc
+    return True
 
 
 def commit(consumer: Any, offsets: dict[Any, int], metadata: str = "") -> None:

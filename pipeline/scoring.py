@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 class ScorerLike(Protocol):
     """What scoring needs from `models.runtime.Scorer`."""
 
-    version: str
+    @property
+    def version(self) -> str: ...
 
     def score(self, texts: Sequence[str]) -> Sequence[Any]: ...
 
