@@ -12,6 +12,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from models.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # Messages per batch: powers of two up to well past the default max of 256.
@@ -104,18 +106,13 @@ class Metrics:
         self.provider_fallback.set(1 if fallback else 0)
 
     def set_topic_gauges(self, gauges: Mapping[str, Any]) -> None:
-        """Per-topic gauges from `TrendFolder.gauges()` (attribute names tolerated loosely)."""
+        """Per-topic gauges from `TrendFolder.gauges()` (`TopicGauges` of each topic's last window)."""
         for topic, g in gauges.items():
-            for metric, names in (
-                (self.window_negative_share, ("negative_share", "last_negative_share")),
-                (self.window_volume, ("volume", "last_volume", "total")),
-                (self.baseline_share, ("baseline_negative_share", "baseline")),
-                (self.spike_score, ("spike_score",)),
-                (self.spike_active, ("spike_active", "active")),
-            ):
-                value = _first_attr(g, names)
-                if value is not None:
-                    metric.labels(topic=topic).set(float(value))
+            self.window_negative_share.labels(topic=topic).set(g.negative_share)
+            self.window_volume.labels(topic=topic).set(g.volume)
+            self.baseline_share.labels(topic=topic).set(g.baseline_negative_share)
+            self.spike_score.labels(topic=topic).set(g.spike_score)
+            self.spike_active.labels(topic=topic).set(1 if g.spike_active else 0)
 
     def broker_ok(self) -> None:
         self.broker_up.set(1)
@@ -125,16 +122,13 @@ class Metrics:
         self.broker_errors.inc()
 
 
-def _first_attr(obj: Any, names: tuple[str, ...]) -> Any:
-    for name in names:
-        value = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
-        if value is not None:
-            return value
-    return None
-
-
 def serve(registry: CollectorRegistry, host: str, port: int) -> Any:
     """Start the /metrics HTTP endpoint in a daemon thread; returns the server (call shutdown())."""
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(
+            f"metrics endpoint {host}:{port}: {exc.strerror or exc} (set --metrics-port)"
+        ) from None
     log.info("metrics on http://%s:%d/metrics", host, server.server_port)
     return server
