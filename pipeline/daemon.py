@@ -70,11 +70,12 @@ class _Pending:
 class Aggregator:
     """A TrendFolder plus what the Kafka loop needs: a watermark, safe commits, rebalance recovery.
 
-    Watermark: the minimum, over the input partitions (`news.raw` topic/partition, carried by every
-    scored record) that delivered recently, of the max event time seen from each. Each input
-    partition is in event-time order when its producer is (a replay, a live feed), but a consumer
-    reads partitions in chunks, so the max over all of them would run ahead and turn the slower
-    partitions' events "late". A partition silent for `source_idle_s` (wall time) while others
+    Watermark: the minimum, over the ordered streams that delivered recently, of the max event time
+    seen from each. A stream is one `news.raw` partition (carried by every scored record) as seen
+    through one `news.scored` partition: each input partition is in event-time order when its
+    producer is (a replay, a live feed) and the score stage keeps that order, but consumers read
+    partitions in chunks, so the max over everything would run ahead and turn the slower streams'
+    events "late". A partition silent for `source_idle_s` (wall time) while others
     deliver stops holding the watermark back, so one quiet partition cannot stall every topic's
     windows; when input resumes after a pause, every partition gets a fresh grace period.
     """
@@ -476,7 +477,10 @@ class AggregateStage(_Stage):
         except Exception as exc:  # metadata is an optimisation here: without it the max event time rules
             log.warning("aggregate stage: no partition metadata for %s: %s", topic, exc)
             parts = set()
-        self.agg.expect_sources([(topic, p) for p in sorted(parts)], time.monotonic())
+        self.agg.expect_sources(
+            [(tp.partition, (topic, p)) for tp in self.consumer.assignment() for p in sorted(parts)],
+            time.monotonic(),
+        )
 
     def step(self) -> int:
         from kafka.structs import TopicPartition
@@ -495,7 +499,9 @@ class AggregateStage(_Stage):
                 bad.append(DeadLetter("invalid_scored_record", f"{origin}: {exc}", rec.value or b"", origin))
                 self.agg.pending.setdefault(tp, _Pending()).next_offset = rec.offset + 1
                 continue
-            outcome = self.agg.add(ev, tp, rec.offset, source, now_s)
+            # Ordered streams are per (news.scored partition, news.raw partition): this consumer reads
+            # its scored partitions in chunks, each interleaving events from every raw partition.
+            outcome = self.agg.add(ev, tp, rec.offset, (tp.partition, source), now_s)
             if outcome == "late":
                 m.late.labels(topic=ev.topic).inc()
             elif outcome == "duplicate":
