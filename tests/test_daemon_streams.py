@@ -119,10 +119,12 @@ def test_spike_day_through_the_daemon_matches_direct(
     spiking = {t["topic"] for t in trends if t["spike_active"]}
     assert spiking == {planted_topic()} == {t["topic"] for t in direct if t["spike_active"]}
     scored, dlq = read_outputs(bs, len(ids))
-    seen = Counter(r["id"] for r in scored) + Counter(d["id"] for d in dlq)
-    assert set(seen) == set(ids)  # everything accounted for ...
-    assert {i for i, n in Counter({r["id"] for r in scored}).items() if n > 1} == set()
-    assert not {r["id"] for r in scored} & {d["id"] for d in dlq}  # ... exactly once after dedup
+    assert {r["id"] for r in scored} | {d["id"] for d in dlq} == set(ids)  # everything accounted for ...
+    assert not {r["id"] for r in scored} & {d["id"] for d in dlq}  # ... in one place only ...
+    verdicts: dict[str, set[tuple[str, str]]] = {}
+    for r in scored:
+        verdicts.setdefault(r["id"], set()).add((r["topic"], r["sentiment"]))
+    assert all(len(v) == 1 for v in verdicts.values())  # ... so dedup by id keeps exactly one verdict
     assert sum(sum(c.values()) for c in got.values()) == len({r["id"] for r in scored})
 
 
