@@ -208,10 +208,14 @@ def trend_outgoing(topic_name: str, records: list[TrendRecord]) -> list[Outgoing
     ]
 
 
-def dead_outgoing(topic_name: str, dead: list[DeadLetter], now_ms: int) -> list[Outgoing]:
+def dead_outgoing(
+    topic_name: str, dead: list[DeadLetter], now_ms: int, max_raw_bytes: int | None = None
+) -> list[Outgoing]:
     return [
         Outgoing(
-            topic_name, d.reason.encode(), json.dumps(d.to_dict(now_ms), ensure_ascii=False).encode("utf-8")
+            topic_name,
+            d.reason.encode(),
+            json.dumps(d.to_dict(now_ms, max_raw_bytes), ensure_ascii=False).encode("utf-8"),
         )
         for d in dead
     ]
@@ -428,7 +432,7 @@ class ScoreStage(_Stage):
         dead.extend(failed)
         now_ms = _now_ms()
         out = [Outgoing(s.scored_topic, r.key, r.to_bytes()) for r in scored]
-        out.extend(dead_outgoing(s.dlq_topic, dead, now_ms))
+        out.extend(dead_outgoing(s.dlq_topic, dead, now_ms, s.max_message_bytes))
         if not self.publish(out):
             log.warning("score stage: stopping with an unpublished batch of %d (not committed)", len(batch))
             return
@@ -514,7 +518,9 @@ class AggregateStage(_Stage):
 
     def emit(self, closed: list[TrendRecord], bad: list[DeadLetter]) -> bool:
         s, m = self.settings, self.metrics
-        out = trend_outgoing(s.trends_topic, closed) + dead_outgoing(s.dlq_topic, bad, _now_ms())
+        out = trend_outgoing(s.trends_topic, closed) + dead_outgoing(
+            s.dlq_topic, bad, _now_ms(), s.max_message_bytes
+        )
         if not self.publish(out):
             return False
         for r in closed:

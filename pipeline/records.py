@@ -81,14 +81,19 @@ class DeadLetter:
     origin: Origin
     id: str | None = None  # when the message got far enough to have one
 
-    def to_dict(self, dead_lettered_at_ms: int) -> dict[str, Any]:
+    def to_dict(self, dead_lettered_at_ms: int, max_raw_bytes: int | None = None) -> dict[str, Any]:
+        """The DLQ record. `max_raw_bytes` caps the bytes kept: an oversize input, base64-inflated by
+        a third, could exceed what the broker accepts and block the batch forever; the full input
+        stays at its source offset."""
+        raw = self.raw if max_raw_bytes is None else self.raw[:max_raw_bytes]
         return {
             "id": self.id,
             "reason": self.reason,
             "message": self.message,
             "input": self.origin.to_dict(),
-            "raw_b64": base64.b64encode(self.raw).decode("ascii"),
+            "raw_b64": base64.b64encode(raw).decode("ascii"),
             "raw_bytes": len(self.raw),
+            "raw_truncated": len(raw) < len(self.raw),
             "dead_lettered_at": iso_utc(dead_lettered_at_ms),
         }
 

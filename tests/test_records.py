@@ -130,3 +130,13 @@ def test_arbitrary_objects_never_raise_and_accepted_ones_are_well_formed(obj: di
         out.text.encode("utf-8")
     else:
         assert out.reason in REASONS
+
+
+def test_dead_letter_bytes_can_be_capped_for_the_dlq() -> None:
+    raw = b"x" * 100
+    out = parse_message(raw, ORIGIN, max_bytes=10)
+    assert isinstance(out, DeadLetter) and out.reason == "oversize"
+    record = out.to_dict(0, max_raw_bytes=10)
+    assert base64.b64decode(record["raw_b64"]) == b"x" * 10
+    assert record["raw_bytes"] == 100 and record["raw_truncated"] is True
+    assert out.to_dict(0)["raw_truncated"] is False
