@@ -205,6 +205,7 @@ def build_tiny_artifact(out_root: Path, *, topics: Sequence[str] | None = None, 
         patience=20,
         seed=seed,
         threads=1,
+        freeze_embeddings=False,  # random embeddings must learn; only pre-trained ones stay frozen
         progress=False,
     )
     return train_and_export(config, say=lambda _msg: None)
@@ -233,6 +234,7 @@ def tiny_config(out_root: Path, topics: Sequence[str], *, seed: int = 0, per_top
         head_lr=3e-3,
         seed=seed,
         threads=1,
+        freeze_embeddings=False,  # random embeddings must learn; only pre-trained ones stay frozen
         progress=False,
     )
 
@@ -276,6 +278,7 @@ def build_corpus_artifact(out_root: Path, corpus_csv: Path, *, epochs: int = 3, 
         # one thread: small matrices gain little from two, and on a shared 2-core machine two
         # OpenMP threads spin against each other and the other test processes
         threads=1,
+        freeze_embeddings=False,  # random embeddings must learn; only pre-trained ones stay frozen
         progress=False,
     )
     return train_and_export(config, say=lambda _msg: None)
