@@ -55,7 +55,7 @@ class TrainConfig:
     topics: str | None = "default"  # "default" | "data" | path | comma list
     valid_fraction: float = 0.15
     max_length: int = 64
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 32
     eval_batch_size: int = 128
     lr: float = 8e-5
