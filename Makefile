@@ -63,7 +63,8 @@ demo: setup ## the main job on the embedded default: train if needed, then strea
 # artifacts/latest has none under runs/<version>.
 bench: setup ## baselines vs finsent scoring + end to end; docs/BENCHMARKS.md  [QUICK=1 N=]
 	@v=$$(basename "$$(readlink -f $(ARTIFACTS)/latest)"); \
-	if [ ! -e $(ARTIFACTS)/latest/manifest.json ] || [ ! -e "runs/$$v/checkpoint.json" ]; then \
+	src=$$($(PY) -c 'import json,sys; print(json.load(open(sys.argv[1])).get("exported_from") or "-")' $(ARTIFACTS)/latest/manifest.json 2>/dev/null); \
+	if [ ! -e $(ARTIFACTS)/latest/manifest.json ] || { [ ! -e "runs/$$v/checkpoint.json" ] && [ ! -e "$$src/checkpoint.json" ]; }; then \
 		echo "bench: no artifact with a PyTorch checkpoint; training one (finsent train --checkpoint-dir runs)"; \
 		$(BIN)/finsent train --data $(DATA) --out $(ARTIFACTS) --checkpoint-dir runs || exit 1; \
 	fi

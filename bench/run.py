@@ -61,10 +61,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def find_checkpoint(artifact: Any, given: Path | None) -> Path | None:
+    """The PyTorch checkpoint of the artifact's weights: given, `runs/<version>` (what `finsent train
+    --checkpoint-dir runs` writes), or the manifest's `exported_from` (what `finsent export` records)."""
     if given is not None:
         return given
-    candidate = REPO / "runs" / artifact.version
-    return candidate if (candidate / "checkpoint.json").is_file() else None
+    candidates = [REPO / "runs" / artifact.version]
+    if artifact.manifest.get("exported_from"):
+        origin = Path(artifact.manifest["exported_from"])
+        candidates.append(origin if origin.is_absolute() else REPO / origin)
+    return next((c for c in candidates if (c / "checkpoint.json").is_file()), None)
 
 
 def run_baselines(
