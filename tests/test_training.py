@@ -164,3 +164,32 @@ def test_cli_train_rejects_bad_base_model(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert code == 2
     assert "nowhere" in err and "Traceback" not in err
+
+
+def test_lora_trains_adapters_only_and_merges_before_export(tmp_path: Path) -> None:
+    import dataclasses
+
+    from tests.support.tiny_models import tiny_config
+    from training.train import build_two_head_model, merge_lora
+
+    config = dataclasses.replace(tiny_config(tmp_path, ("IPO", "Macro"), per_topic=5), lora=True)
+    model = build_two_head_model(config, n_topics=2)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(
+        "lora_" in n or n.startswith(("topic_head", "sentiment_head")) for n in trainable
+    )
+    assert any("lora_" in n for n in trainable)
+    # make the adapters non-trivial (B starts at zero), then check merging preserves the function
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    model.eval()
+    ids = torch.randint(5, 100, (3, 9))
+    mask = torch.ones_like(ids)
+    before = [t.detach() for t in model(ids, mask)]
+    merged = merge_lora(model)
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    after = merged(ids, mask)
+    for a, b in zip(before, after, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
