@@ -1,12 +1,13 @@
 """`make demo`: the whole pipeline on one machine, no Docker — and the process helpers the end-to-end
 alerting test shares with it.
 
-    python -m pipeline.demo [--feed tests/feeds/spike_day.jsonl] [--speed 120] [--keep-running]
+    python -m pipeline.demo [--feed tests/feeds/spike_day.jsonl] [--speed 60] [--keep-running]
 
 Starts an embedded Kafka-protocol broker (Tansu), the daemon (`finsent consume`), and — when the Debian
 packages are installed — Prometheus with the project's rules (time-scaled to the replay speed; see
-`pipeline.monitoring`), Alertmanager and a webhook receiver; replays the part of the recorded feed
-around its planted surge, N times faster than it happened; shows a live per-topic table from
+`pipeline.monitoring`), Alertmanager and a webhook receiver; replays the recorded feed — up to shortly
+before its planted surge as fast as possible (the spike detector's warm-up), then the surge N times
+faster than it happened; shows a live per-topic table from
 `news.trends`; then prints the alerts that fired and where the metrics are. Every process it starts is
 stopped on the way out, Ctrl-C included.
 
@@ -46,10 +47,12 @@ from pipeline import monitoring as mon
 log = logging.getLogger(__name__)
 
 DEFAULT_FEED = mon.REPO_ROOT / "tests" / "feeds" / "spike_day.jsonl"
-DEFAULT_SPEED = 120.0
-# How much of the feed before the surge to replay: enough closed windows for the spike detector to warm
-# up and settle its baseline (README "Trends and spike detection"), not the whole day.
-LEAD_IN_MIN = 90
+DEFAULT_SPEED = 60.0
+# The feed is replayed in two parts. Everything up to LEAD_IN_MIN before the planted surge goes in as
+# fast as possible: it only has to give the spike detector its baseline (event time, so wall speed does
+# not matter to it). From there to TAIL_MIN after the surge it is paced, N times faster than it happened,
+# so the live table and Prometheus' (time-scaled) rules see the surge unfold.
+LEAD_IN_MIN = 20
 TAIL_MIN = 20
 
 
@@ -375,11 +378,51 @@ def slice_feed(src: Path, dest: Path, start_ms: int | None, end_ms: int | None) 
 
 
 def start_replay(
-    stack: Stack, feed: Path, bootstrap: str, speed: float, topic: str = "news.raw"
+    stack: Stack,
+    feed: Path,
+    bootstrap: str,
+    speed: float | None,
+    topic: str = "news.raw",
+    name: str = "replay",
 ) -> subprocess.Popen[bytes]:
-    argv = finsent_argv() + ["replay", str(feed), "--bootstrap-servers", bootstrap, "--topic", topic,
-                             "--speed", str(speed)]  # fmt: skip
-    return stack.spawn("replay", argv)
+    """`finsent replay` paced at `speed` (None: as fast as possible)."""
+    pace = ["--speed", str(speed)] if speed else ["--as-fast-as-possible"]
+    argv = finsent_argv() + ["replay", str(feed), "--bootstrap-servers", bootstrap, "--topic", topic, *pace]
+    return stack.spawn(name, argv)
+
+
+def daemon_input_count(metrics_url: str) -> float:
+    """Messages the daemon has taken in (scored + dead-lettered), from its /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = http_get(metrics_url).decode("utf-8")
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "finsent_messages"
+        for sample in family.samples
+        if sample.name == "finsent_messages_total"
+    )
+
+
+def replay_backlog(
+    stack: Stack, feed: Path, bootstrap: str, count: int, metrics_url: str, timeout_s: float = 300
+) -> None:
+    """Replay `feed` as fast as possible and wait until the daemon has taken in all `count` messages."""
+    if count == 0:
+        return
+    proc = start_replay(stack, feed, bootstrap, None, name="replay-backlog")
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise DemoError(
+            f"backlog replay: not done after {timeout_s:.0f}s (log: {stack.log_of(proc)})"
+        ) from None
+    if rc != 0:
+        raise DemoError(f"backlog replay: exited with {rc}\n{stack.tail(proc)}")
+    wait_until(
+        lambda: daemon_input_count(metrics_url) >= count, timeout_s, "daemon catching up on the backlog"
+    )
 
 
 # -- the live table -----------------------------------------------------------------------------------
@@ -434,18 +477,33 @@ class TrendWatcher:
         with self._lock:
             return dict(self.latest)
 
+    def spiked(self) -> frozenset[str]:
+        """Topics whose detector held a spike at some point in this run."""
+        with self._lock:
+            return frozenset(self.spikes_entered)
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
 
 
 def render_table(
-    latest: dict[str, dict[str, Any]], alerts: dict[str, str], status: str, max_rows: int = 14
+    latest: dict[str, dict[str, Any]],
+    alerts: dict[str, str],
+    status: str,
+    spiked: frozenset[str] = frozenset(),
+    max_rows: int = 14,
 ) -> Any:
-    """The live view: topics by spike score, highest first (a terminal shows the top `max_rows`)."""
+    """The live view, most interesting first: alerting topics, then spiking, then ones that spiked
+    earlier in the run, then by score (a terminal shows the top `max_rows`)."""
     from rich.table import Table
 
-    rows = sorted(latest.values(), key=lambda r: (-float(r.get("spike_score") or 0), r["topic"]))
+    def rank(r: dict[str, Any]) -> tuple[Any, ...]:
+        topic = r["topic"]
+        return (topic not in alerts, not r.get("spike_active"), topic not in spiked,
+                -float(r.get("spike_score") or 0), topic)  # fmt: skip
+
+    rows = sorted(latest.values(), key=rank)
     if len(rows) > max_rows:
         status = f"{status}  (+{len(rows) - max_rows} calmer topics)"
     table = Table(title="finsent — per-topic trend (last closed window, event time)", caption=status)
@@ -506,21 +564,23 @@ def run_demo(args: argparse.Namespace) -> int:
 
     meta = feed_meta(feed)
     bounds = surge_bounds(meta)
-    start_ms = end_ms = None
+    start_ms = end_ms = None  # the paced part; before it: the backlog
     if bounds and not args.whole_feed:
-        start_ms, end_ms = bounds[0] - LEAD_IN_MIN * 60_000, bounds[1] + TAIL_MIN * 60_000
+        start_ms, end_ms = bounds[0] - args.lead_in * 60_000, bounds[1] + TAIL_MIN * 60_000
 
     workdir = Path(tempfile.mkdtemp(prefix="finsent-demo-"))
     fired: dict[tuple[str, str], str] = {}
     keep_logs = False
     try:
         with Stack(workdir) as stack:
-            sliced = workdir / "feed.jsonl"
-            n = slice_feed(feed, sliced, start_ms, end_ms)
+            backlog, paced = workdir / "backlog.jsonl", workdir / "paced.jsonl"
+            n_backlog = slice_feed(feed, backlog, None, start_ms) if start_ms is not None else 0
+            n = slice_feed(feed, paced, start_ms, end_ms)
             minutes = ((end_ms - start_ms) / 60_000) if start_ms is not None and end_ms is not None else None
             span = f"{minutes:.0f} minutes of news" if minutes else "the whole feed"
             console.print(
-                f"[bold]finsent demo[/]: {n} messages ({span}) from {feed.name}, replayed {args.speed:g}x"
+                f"[bold]finsent demo[/]: {feed.name}: {n_backlog} messages of warm-up as fast as possible, "
+                f"then {n} ({span}) replayed {args.speed:g}x"
             )
             if surge_topic(meta):
                 console.print(f"planted surge: {surge_topic(meta)!r}")
@@ -548,7 +608,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
             watcher = TrendWatcher(bootstrap).start()
             stack.cleanups.append(watcher.stop)
-            replay = start_replay(stack, sliced, bootstrap, args.speed)
+            if n_backlog:
+                console.print(f"warming up the spike detector: {n_backlog} earlier messages ...")
+                replay_backlog(
+                    stack, backlog, bootstrap, n_backlog, f"http://127.0.0.1:{metrics_port}/metrics"
+                )
+            replay = start_replay(stack, paced, bootstrap, args.speed)
             t0 = time.monotonic()
             done_at: float | None = None
             with Live(console=console, refresh_per_second=4, transient=False) as live:
@@ -565,7 +630,7 @@ def run_demo(args: argparse.Namespace) -> int:
                         f"{elapsed:4.0f}s  replay {'running' if running else 'done'}  "
                         f"{watcher.records} trend records  (Ctrl-C stops)"
                     )
-                    live.update(render_table(watcher.snapshot(), states, status))
+                    live.update(render_table(watcher.snapshot(), states, status, watcher.spiked()))
                     # After the replay: a little longer, so the last windows close and alerts can settle.
                     if done_at is not None and time.monotonic() - done_at > args.linger:
                         break
@@ -600,8 +665,8 @@ def _report(
     workdir: Path,
 ) -> None:
     console.rule("result")
-    if watcher.spikes_entered:
-        console.print(f"daemon spike detector: active for {sorted(watcher.spikes_entered)}")
+    if watcher.spiked():
+        console.print(f"daemon spike detector: active for {sorted(watcher.spiked())}")
     else:
         console.print("daemon spike detector: no spike")
     if prom_url:
@@ -627,8 +692,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline.demo", description=__doc__.splitlines()[0])
     p.add_argument("--feed", default=str(DEFAULT_FEED), help="recorded JSONL feed (default: the spike day)")
     p.add_argument("--model", default=str(_default_model()), help="artifact dir (default: artifacts/latest)")
-    p.add_argument("--speed", type=float, default=DEFAULT_SPEED, help="replay N times faster (default 120)")
-    p.add_argument("--whole-feed", action="store_true", help="replay the whole day, not the surge's part")
+    p.add_argument("--speed", type=float, default=DEFAULT_SPEED, help="replay N times faster (default 60)")
+    p.add_argument(
+        "--lead-in",
+        type=float,
+        default=LEAD_IN_MIN,
+        metavar="MINUTES",
+        help=f"paced minutes before the surge; earlier news goes in as fast as possible (default {LEAD_IN_MIN})",
+    )
+    p.add_argument("--whole-feed", action="store_true", help="replay the whole day paced")
     p.add_argument("--linger", type=float, default=15.0, help="seconds to keep watching after the replay")
     p.add_argument("--no-prometheus", action="store_true", help="skip Prometheus/Alertmanager")
     p.add_argument("--keep-running", action="store_true", help="keep the stack up at the end until Ctrl-C")

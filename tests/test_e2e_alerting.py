@@ -5,7 +5,7 @@ corpus), a real Prometheus running the project's prometheus.yml and rules, a rea
 the project's alertmanager.yml, and a webhook receiver in this process. The part of the spike day around
 its planted surge is replayed `SPEED` times faster than it happened, so Prometheus gets a copy of the
 same rule files with every *duration* divided by `SPEED` (`pipeline.monitoring.scale_rules`; thresholds
-untouched): `for: 10m` becomes 5 s, as ten minutes of news now pass in five seconds.
+untouched): `for: 5m` becomes 7.5 s, as five minutes of news now pass in 7.5 seconds.
 
 It checks that NegativeSentimentSpike fires for the planted topic in Prometheus and arrives at the
 webhook through Alertmanager's sentiment route, that no other topic's spike alert ever goes pending or
@@ -30,8 +30,13 @@ from pipeline import monitoring as mon
 pytestmark = pytest.mark.integration
 
 FEED = mon.REPO_ROOT / "tests" / "feeds" / "spike_day.jsonl"
-SPEED = 120.0
-LEAD_IN_MIN = demo.LEAD_IN_MIN  # warm-up for the daemon's baseline before the surge
+# The day up to LEAD_IN_MIN before the surge goes in as fast as possible (the detector's baseline is
+# built in event time, so it does not care); from there it is paced at SPEED. 40x: with the corpus model
+# the alert's condition holds for roughly ten minutes of news (from the detector's entry, several
+# minutes into the surge, until it leaves) and `for:` takes five of them; at 40x that leaves seconds of
+# slack for the 1 s scrape and evaluation intervals. Much faster and that slack is gone.
+SPEED = 40.0
+LEAD_IN_MIN = 10
 TAIL_MIN = 10
 
 
@@ -63,7 +68,6 @@ def _iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
-@pytest.mark.timeout(300)
 def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
     tmp_path: Path, corpus_artifact: Path
 ) -> None:
@@ -75,9 +79,10 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
     planted = demo.surge_topic(meta)
     assert bounds and planted, f"{FEED.with_suffix('.meta.json')} must name the surge's topic, start and end"
     start_ms, end_ms = bounds[0] - LEAD_IN_MIN * 60_000, bounds[1] + TAIL_MIN * 60_000
-    sliced = tmp_path / "slice.jsonl"
+    backlog, sliced = tmp_path / "backlog.jsonl", tmp_path / "paced.jsonl"
+    n_backlog = demo.slice_feed(FEED, backlog, None, start_ms)
     n = demo.slice_feed(FEED, sliced, start_ms, end_ms)
-    assert n > 100, f"only {n} messages between {_iso(start_ms)} and {_iso(end_ms)}"
+    assert n > 100 and n_backlog > 500, (n, n_backlog)
     lines = sliced.read_bytes().splitlines()
     middle_line = lines[len(lines) // 2]  # resent near its own event time: a duplicate, not late
     replay_s = (end_ms - start_ms) / 1000 / SPEED
@@ -92,6 +97,8 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
             prom = demo.start_prometheus(
                 stack, [f"127.0.0.1:{metrics_port}"], alertmanager=am_url, time_scale=SPEED
             )
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+            demo.replay_backlog(stack, backlog, broker.bootstrap, n_backlog, metrics_url)
             replay = demo.start_replay(stack, sliced, broker.bootstrap, SPEED)
 
             # Watch every spike alert Prometheus holds, all through the replay and a little after.
@@ -128,10 +135,14 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
                 f"NegativeSentimentSpike never fired for {planted!r}; states seen: {states}\n"
                 + json.dumps(demo.prom_query(prom, "topic:finsent_negative_spike_score:max"))
             )
-            # Not before the surge has lasted `for:` (10m of news = 5 s here): replay started at t0, the
-            # surge `surge_offset_s` later. (Later is fine: windows close a little after they end.)
+            # Not before the surge has lasted at least `for:` (5m of news = 7.5 s here): the replay
+            # started at t0, the surge `surge_offset_s` later. (The detector's own entry windows and
+            # window closing make it later still.)
             surge_offset_s = (bounds[0] - start_ms) / 1000 / SPEED
-            assert fired_after_s >= surge_offset_s + 600 / SPEED - 1, (fired_after_s, surge_offset_s)
+            print(
+                f"spike alert firing {fired_after_s:.1f}s into the replay; surge began at {surge_offset_s:.1f}s"
+            )
+            assert fired_after_s >= surge_offset_s + 300 / SPEED, (fired_after_s, surge_offset_s)
             others = {t: s for t, s in states.items() if t != planted}
             assert not others, f"spike alerts for topics without a planted surge: {others}"
 
@@ -149,7 +160,7 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
             assert {a["labels"]["topic"] for a in spikes} == {planted}
 
             # Every dashboard expression parses and returns data from this Prometheus, evaluated at the
-            # moment the alert was firing (keep_firing_for is only 7.5 s at this speed).
+            # moment the alert was firing (keep_firing_for is only 15 s at this speed).
             dashboard = json.loads(mon.DASHBOARD.read_text(encoding="utf-8"))
             empty = []
             for where, expr in mon.dashboard_expressions(dashboard):
