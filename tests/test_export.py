@@ -105,3 +105,25 @@ def test_export_options_are_checked() -> None:
         ExportOptions(opset=13)
     with pytest.raises(ConfigError, match="fp32"):
         ExportOptions(variants=("int8",))
+
+
+@pytest.mark.gpu
+def test_fp16_on_cuda_agrees_with_fp32_on_cpu(tiny_artifact: Path) -> None:
+    from models.artifact import load_artifact
+    from models.runtime import Scorer, gpu_present
+    from tests.support.tiny_models import TinyVocabulary
+    from training.data import DEFAULT_TOPICS
+
+    if not gpu_present():
+        pytest.skip("no CUDA device")
+    art = load_artifact(tiny_artifact)
+    gpu = Scorer(art, provider="cuda", variant="fp16")
+    if gpu.provider != "cuda":
+        pytest.skip("CUDA execution provider did not initialise")
+    rows = TinyVocabulary(DEFAULT_TOPICS).rows(per_topic=10, seed=11)
+    texts = [r["text"] for r in rows]
+    ref_t, ref_s = Scorer(art, provider="cpu", variant="fp32").probabilities(texts)
+    got_t, got_s = gpu.probabilities(texts)
+    assert float((ref_t.argmax(1) == got_t.argmax(1)).mean()) >= 0.99
+    assert float((ref_s.argmax(1) == got_s.argmax(1)).mean()) >= 0.99
+    assert float(np.abs(ref_t - got_t).max()) < 1e-2
