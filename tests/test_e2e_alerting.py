@@ -2,9 +2,10 @@
 
 A Tansu broker, the daemon (`finsent consume`, a subprocess, with a model trained on the starter
 corpus), a real Prometheus running the project's prometheus.yml and rules, a real Alertmanager running
-the project's alertmanager.yml, and a webhook receiver in this process. The part of the spike day around
-its planted surge is replayed `SPEED` times faster than it happened, so Prometheus gets a copy of the
-same rule files with every *duration* divided by `SPEED` (`pipeline.monitoring.scale_rules`; thresholds
+the project's alertmanager.yml, and a webhook receiver in this process. The spike day up to shortly
+before its planted surge goes in as fast as possible (the detector's warm-up); the surge and what
+follows are replayed `SPEED` times faster than they happened, so Prometheus gets a copy of the same rule
+files with every *duration* divided by `SPEED` (`pipeline.monitoring.scale_rules`; thresholds
 untouched): `for: 5m` becomes 7.5 s, as five minutes of news now pass in 7.5 seconds.
 
 It checks that NegativeSentimentSpike fires for the planted topic in Prometheus and arrives at the
