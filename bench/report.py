@@ -139,7 +139,7 @@ def markdown(results: dict[str, Any]) -> str:
     for name, agr in results.get("agreement", {}).items():
         lines.append(
             f"- Agreement with fp32 PyTorch (baseline B), {name}: topic **{agr['topic']:.2%}**, "
-            f"sentiment **{agr['sentiment']:.2%}** (largest probability difference {agr['max_abs_prob_diff']:.3f})."
+            f"sentiment **{agr['sentiment']:.2%}** (largest sentiment-probability difference {agr['max_abs_prob_diff']:.3f})."
         )
     if results.get("sweeps"):
         for title, sweep in results["sweeps"].items():

@@ -21,24 +21,21 @@ def make_scorer(artifact: Artifact, provider: str, variant: str, **kwargs: Any) 
     return Scorer(artifact, provider=provider, variant=variant, **kwargs)
 
 
-def run_scorer(
-    scorer: Scorer, texts: Sequence[str], batch: int
-) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
-    """(seconds for `score` over all texts in batches of `batch`, the probabilities in input order)."""
+def run_scorer(scorer: Scorer, texts: Sequence[str], batch: int) -> tuple[float, list[Any]]:
+    """(seconds for `score` over all texts in batches of `batch`, the predictions in input order)."""
     scorer.score(list(texts[:batch]))  # warm-up
+    preds: list[Any] = []
     start = time.perf_counter()
     for i in range(0, len(texts), batch):
-        scorer.score(texts[i : i + batch])
-    seconds = time.perf_counter() - start
-    # Probabilities for the agreement check, outside the timed loop.
-    return seconds, scorer.probabilities(texts)
+        preds.extend(scorer.score(texts[i : i + batch]))
+    return time.perf_counter() - start, preds
 
 
 def bench_variant(
     artifact: Artifact, provider: str, variant: str, texts: Sequence[str], batch: int, **kwargs: Any
 ) -> dict[str, Any]:
     scorer = make_scorer(artifact, provider, variant, **kwargs)
-    seconds, probs = run_scorer(scorer, texts, batch)
+    seconds, preds = run_scorer(scorer, texts, batch)
     return {
         "name": f"finsent score {scorer.provider}/{scorer.variant}",
         "kind": "scoring",
@@ -49,7 +46,7 @@ def bench_variant(
         "n": len(texts),
         "seconds": seconds,
         "msgs_per_s": len(texts) / seconds,
-        "_probs": probs,
+        "_preds": (preds, scorer.topic_labels, scorer.sentiment_labels),
     }
 
 
@@ -66,12 +63,16 @@ def sweep_sub_batch(
 
 
 def agreement(
-    reference: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]
+    reference: tuple[np.ndarray, np.ndarray], scored: tuple[list[Any], Sequence[str], Sequence[str]]
 ) -> dict[str, float]:
-    """Share of texts whose argmax label is the same, per head; plus the largest probability gap."""
-    (rt, rs), (ot, os_) = reference, other
+    """Share of texts whose label is the same as the reference's argmax, per head, and the largest
+    sentiment-probability gap (the predictions of the timed run are compared: no second pass)."""
+    (rt, rs), (preds, topics, sentiments) = reference, scored
+    topic = np.array([topics.index(p.topic) for p in preds])
+    sent = np.array([sentiments.index(p.sentiment) for p in preds])
+    probs = np.array([[p.sentiment_probs[s] for s in sentiments] for p in preds])
     return {
-        "topic": float((rt.argmax(1) == ot.argmax(1)).mean()),
-        "sentiment": float((rs.argmax(1) == os_.argmax(1)).mean()),
-        "max_abs_prob_diff": float(max(np.abs(rt - ot).max(), np.abs(rs - os_).max())),
+        "topic": float((rt.argmax(1) == topic).mean()),
+        "sentiment": float((rs.argmax(1) == sent).mean()),
+        "max_abs_prob_diff": float(np.abs(rs - probs).max()),
     }
