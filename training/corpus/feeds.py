@@ -277,6 +277,9 @@ SPIKE_STORY = {
 }
 
 
+P_SPIKE_GENERIC = 0.6  # share of surge items drawn from the everyday Energy | Oil negative phrases
+
+
 def _spike_slots(rng: random.Random) -> Iterator[Slots]:
     pool, refiner, site = POOLS["holdout"], SPIKE_REFINER, SPIKE_SITE
     while True:
@@ -291,12 +294,16 @@ def spike_messages(seed: int = FEED_SEED + 1, seen: set[str] | None = None) -> l
     seen = set() if seen is None else seen
     offset0 = (SPIKE_START - DAY_START).total_seconds()
     slot_source = _spike_slots(rng)
+    # A real surge is not one story retold 150 times: alongside the fire's own headlines, the wires
+    # fill with ordinary bad oil news (prices, supply, refiners' shares) that names the refiner.
+    generic = all_phrases()[SPIKE_TOPIC][SPIKE_SENTIMENT]
     drafts: list[_Draft] = []
     for minute, count in enumerate(SPIKE_PER_MINUTE):
         for k in range(count):
             for _ in range(500):
                 slots = next(slot_source)
-                text = fill(rng.choice(SPIKE_TEMPLATES), slots)
+                templates = generic if rng.random() < P_SPIKE_GENERIC else SPIKE_TEMPLATES
+                text = fill(rng.choice(templates), slots)
                 if rng.random() < 0.3:
                     text = style.decorate(text, slots, rng)
                 key = " ".join(text.lower().split())
@@ -307,7 +314,7 @@ def spike_messages(seed: int = FEED_SEED + 1, seen: set[str] | None = None) -> l
             seen.add(key)
             offset = offset0 + 60 * minute + 60 * (k + rng.random()) / count
             drafts.append(_Draft(text, slots, SPIKE_TOPIC, SPIKE_SENTIMENT, offset))
-    table = {SPIKE_TOPIC: {SPIKE_SENTIMENT: SPIKE_TEMPLATES}}
+    table = {SPIKE_TOPIC: {SPIKE_SENTIMENT: SPIKE_TEMPLATES + generic}}
     return _finish(drafts, "spike", rng, table)
 
 
