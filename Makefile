@@ -48,8 +48,9 @@ lint: setup ## ruff + mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-corpus: setup ## rebuild the starter corpus from its generator (reproducible)
-	$(PY) -m training.corpus.build --out $(DATA)
+corpus: setup ## rebuild the starter corpus and the recorded test feeds from their generator (reproducible)
+	$(PY) -m training.corpus.build --out data/starter_corpus.csv
+	$(PY) -m training.corpus.feeds --out-dir tests/feeds
 
 train-export: setup ## train -> evaluate -> export -> validate  [DATA= VALID= BASE_MODEL= EPOCHS=]
 	$(BIN)/finsent train --data $(DATA) $(if $(VALID),--valid $(VALID)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(ARTIFACTS)
