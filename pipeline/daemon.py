@@ -390,6 +390,7 @@ class ScoreStage(_Stage):
     ) -> None:
         super().__init__(settings, metrics, stop, settings.group_id)
         self.scorer = scorer
+        self.first_input_seen = False
 
     def step(self) -> int:
         """One micro-batch: poll, parse, score, publish, commit. Returns the messages handled."""
@@ -410,6 +411,10 @@ class ScoreStage(_Stage):
         self.update_lag()
         if not batch:
             return 0
+        if not self.first_input_seen:
+            # `make bench` times the stage from this line to the last commit.
+            self.first_input_seen = True
+            log.info("score stage: first input: %d messages", len(batch))
         self.process(batch)
         return len(batch)
 
