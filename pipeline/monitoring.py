@@ -85,15 +85,29 @@ def scale_promql(expr: str, factor: float, min_range_s: float = 0.0) -> str:
     return _OFFSET_RE.sub(_offset, _RANGE_RE.sub(_range, expr))
 
 
+# Alerts about the daemon process itself (stalls, lag, DLQ, fallback) judge it in wall-clock time: a
+# replay N times faster does not make a batch score N times faster, so their durations are not scaled.
+WALL_CLOCK_CATEGORIES = ("operational",)
+
+
 def scale_rules(
-    doc: dict[str, Any], factor: float, *, min_range_s: float = 0.0, min_for_s: float = 0.0
+    doc: dict[str, Any],
+    factor: float,
+    *,
+    min_range_s: float = 0.0,
+    min_for_s: float = 0.0,
+    keep_categories: tuple[str, ...] = WALL_CLOCK_CATEGORIES,
 ) -> dict:
-    """A copy of a parsed rule file with its durations divided by `factor` (thresholds untouched)."""
+    """A copy of a parsed rule file with its durations divided by `factor` (thresholds untouched).
+
+    Alerting rules whose `category` label is in `keep_categories` are copied unchanged."""
     out = copy.deepcopy(doc)
     for group in out.get("groups") or []:
         if "interval" in group:
             group["interval"] = _scaled(group["interval"], factor, 0.001)
         for rule in group.get("rules") or []:
+            if (rule.get("labels") or {}).get("category") in keep_categories:
+                continue
             rule["expr"] = scale_promql(str(rule["expr"]), factor, min_range_s)
             for key in ("for", "keep_firing_for"):
                 if key in rule:

@@ -262,6 +262,17 @@ def test_scale_rules_scales_for_and_keep_firing_for_but_not_thresholds() -> None
     assert doc["groups"][0]["rules"][0]["for"] == "5m", "the input must not be modified"
 
 
+def test_scale_rules_leaves_wall_clock_alerts_alone() -> None:
+    doc = _load(mon.RULES_DIR / "operational-alerts.yml")
+    assert mon.scale_rules(doc, 60) == doc
+    recording = _load(mon.RULES_DIR / "recording.yml")
+    scaled = mon.scale_rules(recording, 60, min_range_s=4)
+    assert (
+        scaled["groups"][0]["rules"][0]["expr"]
+        == "sum by (topic, sentiment) (rate(finsent_scored_total[5s]))"
+    )
+
+
 def test_local_configs_keep_the_project_files_but_point_at_local_processes() -> None:
     prom = mon.local_prometheus_config(
         _load(mon.PROMETHEUS_CONFIG),
