@@ -103,10 +103,12 @@ def package_artifact(
         shutil.rmtree(staging)
     try:
         say("export: ONNX fp32 (fused) + " + ", ".join(v for v in options.variants if v != "fp32"))
-        paths = write_variants(inp.model, staging, options)
         pad_id = int(inp.tokenizer.pad_token_id)
         encoded = tokenize(inp.tokenizer, inp.valid.texts, inp.max_length)
+        plan: dict[str, Any] = {}
+        paths = write_variants(inp.model, staging, options, encoded=encoded, pad_id=pad_id, report=plan)
         validation = validate_variants(inp.model, paths, encoded, pad_id, options)
+        validation["int8_plan"] = plan.get("int8")
         diffs = validation["fp32_vs_torch_max_abs_diff"]
         say(
             "export validated: fp32 vs PyTorch max |dp| "
