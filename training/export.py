@@ -160,8 +160,12 @@ def quantize_int8(fp32: Path, dst: Path, fp32_layers: int) -> int:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(fp32))
+    max_layer = max((x for n in graph.graph.node if (x := _layer_of(n.name)) is not None), default=-1)
     exclude = [
-        n.name for n in graph.graph.node if (layer := _layer_of(n.name)) is not None and layer < fp32_layers
+        n.name
+        for n in graph.graph.node
+        # past the last layer: embeddings and heads stay fp32 as well (the last resort)
+        if ((layer := _layer_of(n.name)) is not None and layer < fp32_layers) or fp32_layers > max_layer + 1
     ]
     quantize_dynamic(
         str(fp32),
@@ -194,7 +198,7 @@ def fit_int8(
         return {"fp32_layers": 0, "fp32_nodes": quantize_int8(fp32, dst, 0)}
     base = run_onnx(fp32, encoded, pad_id, options.batch_size)
     plan: dict[str, Any] = {}
-    for keep in range(n_layers + 1):
+    for keep in range(n_layers + 2):
         nodes = quantize_int8(fp32, dst, keep)
         got = run_onnx(dst, encoded, pad_id, options.batch_size)
         rates = {head: agreement(b, g) for head, b, g in zip(HEADS, base, got, strict=True)}
