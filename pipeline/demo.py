@@ -448,12 +448,17 @@ class TrendWatcher:
     def _run(self) -> None:
         from kafka import KafkaConsumer
 
+        from pipeline.kafka_io import FETCH_MAX_BYTES
+
         consumer = KafkaConsumer(
             self.topic,
             bootstrap_servers=self.bootstrap,
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
+            # The same frame-size consistency as the daemon's consumers (see pipeline.kafka_io).
+            fetch_max_bytes=FETCH_MAX_BYTES,
+            receive_message_max_bytes=FETCH_MAX_BYTES + (1 << 20),
         )
         try:
             while not self._stop.is_set():
