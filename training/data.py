@@ -18,32 +18,13 @@ import numpy as np
 
 from models.artifact import SENTIMENT_LABELS
 from models.errors import DataError
+from training.corpus.labels import TOPICS
 
 log = logging.getLogger(__name__)
 
-# The 20 topics commonly used to label financial news and tweets; the default taxonomy.
-DEFAULT_TOPICS: tuple[str, ...] = (
-    "Analyst Update",
-    "Fed | Central Banks",
-    "Company | Product News",
-    "Treasuries | Corporate Debt",
-    "Dividend",
-    "Earnings",
-    "Energy | Oil",
-    "Financials",
-    "Currencies",
-    "General News | Opinion",
-    "Gold | Metals | Materials",
-    "IPO",
-    "Legal | Regulation",
-    "M&A | Investments",
-    "Macro",
-    "Markets",
-    "Politics",
-    "Personnel Change",
-    "Stock Commentary",
-    "Stock Movement",
-)
+# The 20 topics commonly used to label financial news and tweets: the default taxonomy, defined once
+# beside the starter corpus that is written in it.
+DEFAULT_TOPICS: tuple[str, ...] = TOPICS
 # Label value for "this row has no label for this head"; such rows add nothing to that head's loss.
 MISSING = -1
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
