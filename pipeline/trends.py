@@ -90,6 +90,9 @@ class ScoredEvent:
             )
 
 
+_SPIKE_DEFAULTS = SpikeParams()
+
+
 @dataclass(frozen=True)
 class TrendSettings:
     """Window, lateness, dedup and spike-detector settings; README "Trends and spike detection" says why."""
@@ -99,20 +102,21 @@ class TrendSettings:
     dedup_horizon_ms: int = 600_000
     emit_empty_windows: bool = True
     max_quiet_windows: int = 1_440
-    # Spike detector (see pipeline.spikes).
-    half_life_windows: float = 30.0
-    active_slowdown: float = 0.1
-    z_enter: float = 3.0
-    z_leave: float = 1.5
-    enter_windows: int = 3
-    leave_windows: int = 3
-    min_negatives: int = 5
-    min_total: int = 5
-    warmup_windows: int = 15
-    min_volume_std: float = 1.0
-    share_std_floor: float = 0.05
-    share_clamp: float = 0.02
-    update_clip_z: float = 3.0
+    # Spike detector (see pipeline.spikes); flat here so one env var or flag sets each, defaults
+    # taken from SpikeParams so the two can never disagree.
+    half_life_windows: float = _SPIKE_DEFAULTS.half_life_windows
+    active_slowdown: float = _SPIKE_DEFAULTS.active_slowdown
+    z_enter: float = _SPIKE_DEFAULTS.z_enter
+    z_leave: float = _SPIKE_DEFAULTS.z_leave
+    enter_windows: int = _SPIKE_DEFAULTS.enter_windows
+    leave_windows: int = _SPIKE_DEFAULTS.leave_windows
+    min_negatives: int = _SPIKE_DEFAULTS.min_negatives
+    min_total: int = _SPIKE_DEFAULTS.min_total
+    warmup_windows: int = _SPIKE_DEFAULTS.warmup_windows
+    min_volume_std: float = _SPIKE_DEFAULTS.min_volume_std
+    share_std_floor: float = _SPIKE_DEFAULTS.share_std_floor
+    share_clamp: float = _SPIKE_DEFAULTS.share_clamp
+    update_clip_z: float = _SPIKE_DEFAULTS.update_clip_z
 
     def __post_init__(self) -> None:
         problems = []
