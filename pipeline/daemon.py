@@ -234,6 +234,9 @@ def _listener(stage: _Stage) -> Any:
 
         def on_partitions_revoked(self, revoked: Any) -> None:
             stage.rebalanced = True
+            # The idle clock stops while the group rebalances: a member joining slowly must not
+            # make this one give up (with --exit-when-idle) before the new assignment arrives.
+            stage.assigned_at = None
             log.info("%s stage: partitions revoked: %s", stage.name, _tps(revoked))
 
         def on_partitions_assigned(self, assigned: Any) -> None:

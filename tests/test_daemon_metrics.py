@@ -83,3 +83,28 @@ def test_endpoint_serves_the_registry_and_a_taken_port_is_a_clear_error() -> Non
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _NoPartitions:
+    """Just enough of a KafkaConsumer for the rebalance listener: nothing assigned, nothing committed."""
+
+    def assignment(self) -> set:
+        return set()
+
+
+def test_the_idle_clock_stops_while_partitions_are_revoked() -> None:
+    import threading
+
+    from pipeline.daemon import ScoreStage, _listener
+
+    stage = ScoreStage(Settings(exit_when_idle_s=1.0), Metrics(CollectorRegistry()), threading.Event(), None)
+    stage.consumer = _NoPartitions()
+    listener = _listener(stage)
+    assert stage.idle_for() is None  # never assigned: not idle yet
+    listener.on_partitions_assigned(set())
+    stage.assigned_at -= 5.0  # as if assigned five seconds ago
+    assert stage.idle_for() >= 5.0
+    listener.on_partitions_revoked(set())  # a member joins: the group rebalances
+    assert stage.idle_for() is None  # a slow rebalance does not count as idle time
+    listener.on_partitions_assigned(set())
+    assert stage.idle_for() < 1.0  # the clock restarts at the new assignment
