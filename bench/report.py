@@ -141,6 +141,22 @@ def markdown(results: dict[str, Any]) -> str:
             f"- Agreement with fp32 PyTorch (baseline B), {name}: topic **{agr['topic']:.2%}**, "
             f"sentiment **{agr['sentiment']:.2%}** (largest sentiment-probability difference {agr['max_abs_prob_diff']:.3f})."
         )
+    ceil = results.get("ceiling")
+    if ceil:
+        bound = max(ceil["ceiling_msgs_per_s_fp32"], ceil["ceiling_msgs_per_s_int8"])
+        reach = (
+            f"; finsent's scoring alone ({results['deployed']}) runs at **{score_int8 / bound:.0%}** of it"
+            if score_int8
+            else ""
+        )
+        vs_a = f" = **{bound / base:.1f}× baseline A (best)**" if base else ""
+        lines.append(
+            f"- Ceiling (`bench/ceiling.py`): the model does {ceil['macs_per_token'] / 1e6:.1f} M multiply-adds "
+            f"per token, {ceil['macs_per_message_mean'] / 1e6:.0f} M per message of this corpus; ONNX Runtime's "
+            f"GEMM on the model's shapes ({ceil['gemm_rows']} rows) runs at {ceil['gemm_gflops_fp32']:.0f} GFLOP/s "
+            f"fp32 and {ceil['gemm_gops_int8']:.0f} GOP/s int8 (int8/fp32 = {ceil['int8_over_fp32']:.2f}). "
+            f"No runtime using these kernels can score more than **{bound:,.0f} msgs/s** here{vs_a}{reach}."
+        )
     if results.get("sweeps"):
         for title, sweep in results["sweeps"].items():
             pts = ", ".join(f"{p['size']}: {p['msgs_per_s']:,.0f}" for p in sweep)

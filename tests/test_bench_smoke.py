@@ -71,13 +71,32 @@ def _run(tmp_path: Path, model: Path, ckpt: Path, only: str, *extra: str) -> dic
 
 def test_baselines_scoring_and_agreement_run_on_the_tiny_model(tmp_path: Path, tiny_with_checkpoint) -> None:
     model, ckpt = tiny_with_checkpoint
-    res = _run(tmp_path, model, ckpt, "baselines,scoring")
+    res = _run(tmp_path, model, ckpt, "baselines,scoring,ceiling")
     names = {r.get("baseline") or r.get("variant") for r in res["rows"]}
     assert names == {"A-default", "A-best", "B", "fp32", "int8"}
     assert all(r["n"] == 48 and r["msgs_per_s"] > 0 for r in res["rows"])
     # fp32 ONNX is the same network as the PyTorch reference: it must agree on (almost) every text.
     assert res["agreement"]["cpu/fp32"]["max_abs_prob_diff"] < 1e-3
     assert res["corpus"]["messages"] == 48 and res["corpus"]["tokens"]["max"] <= 32
+    ceil = res["ceiling"]
+    assert ceil["gemm_gflops_fp32"] > 0 and ceil["gemm_gops_int8"] > 0
+    # An upper bound on pure arithmetic; the real scorer (tokenizer, padding, ORT ops) stays below it.
+    assert ceil["ceiling_msgs_per_s_fp32"] > 0
+    assert "Ceiling (`bench/ceiling.py`)" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_ceiling_counts_the_exported_graphs_multiply_adds(tiny_with_checkpoint) -> None:
+    from bench.ceiling import corpus_macs, graph_work
+
+    model, _ = tiny_with_checkpoint
+    work = graph_work(model / "model.onnx")
+    # The tiny BERT: 2 layers, hidden 32, feed-forward 128; QKV + output + two feed-forward
+    # projections per token per layer.
+    assert work["attention_layers"] == 2 and work["hidden"] == 32
+    assert work["macs_per_token"] == 2 * (32 * 96 + 32 * 32 + 32 * 128 + 128 * 32)
+    toy = {"macs_per_token": 10, "macs_per_message": 1, "attention_layers": 1, "hidden": 4}
+    # 5 tokens x 10 + attention 2 x 4 x (2^2 + 3^2) + 2 messages x 1
+    assert corpus_macs(toy, [2, 3]) == 5 * 10 + 2 * 4 * 13 + 2
 
 
 @pytest.mark.integration
