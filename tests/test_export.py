@@ -55,6 +55,25 @@ def test_graph_contract(exported: Exported) -> None:
     assert paths["int8"].stat().st_size < paths["fp32"].stat().st_size
 
 
+def test_int8_quantises_the_encoder_projections_and_leaves_the_heads_fp32(
+    exported: Exported, tmp_path: Path
+) -> None:
+    from training.export import quantize_int8
+
+    def quantised(path: Path) -> set[str]:
+        return {n.name for n in onnx.load(str(path)).graph.node if n.op_type == "MatMulInteger"}
+
+    full = quantised(exported.paths["int8"])
+    assert full and not any("head" in name for name in full)
+    # Keeping the lowest layer fp32 removes exactly that layer's projections from the int8 set.
+    kept = quantize_int8(exported.paths["fp32"], tmp_path / "q.onnx", fp32_layers=1)
+    fewer = quantised(tmp_path / "q.onnx")
+    assert fewer < full and not any("layer.0/" in name for name in fewer) and kept >= 3
+    # All layers fp32 (and the heads): nothing left to quantise.
+    quantize_int8(exported.paths["fp32"], tmp_path / "none.onnx", fp32_layers=99)
+    assert not quantised(tmp_path / "none.onnx")
+
+
 def test_faithful_export_passes_and_reports_numbers(exported: Exported) -> None:
     report = validate_variants(exported.model, exported.paths, exported.encoded, pad_id=0)
     assert max(report["fp32_vs_torch_max_abs_diff"].values()) <= 1e-4
