@@ -185,14 +185,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from training.data import load_dataset
     from training.metrics import format_report
     from training.package import write_reports
-    from training.train import head_reports
+    from training.train import bar_interval, head_reports
 
     artifact = load_artifact(args.artifact)
     data = load_dataset(args.data, columns=_columns(args), topics=artifact.topic_labels)
     scorer = Scorer(artifact, provider=args.provider, variant=args.variant)
     chunk = 256
     topic_parts, sent_parts = [], []
-    for start in tqdm(range(0, len(data), chunk), desc="evaluate", unit="batch", disable=args.no_progress):
+    for start in tqdm(
+        range(0, len(data), chunk),
+        desc="evaluate",
+        unit="batch",
+        disable=args.no_progress,
+        mininterval=bar_interval(),
+    ):
         t, s = scorer.probabilities(data.texts[start : start + chunk])
         topic_parts.append(t)
         sent_parts.append(s)

@@ -157,6 +157,14 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list
     return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
 
 
+def bar_interval() -> float:
+    """Seconds between progress-bar redraws: live on a terminal; in a log file or CI output, where
+    every redraw is a new line's worth of text, one update every 30 s."""
+    import sys
+
+    return 0.1 if sys.stderr.isatty() else 30.0
+
+
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     width = max(max((len(s) for s in seqs), default=1), 1)
     ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
@@ -186,7 +194,12 @@ def predict_probs(
     sent: list[np.ndarray] = [np.empty(0)] * len(encoded)
     with torch.inference_mode():
         for start in tqdm(
-            range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False, unit="batch"
+            range(0, len(order), batch_size),
+            desc=desc,
+            disable=not progress,
+            leave=False,
+            unit="batch",
+            mininterval=bar_interval(),
         ):
             idx = order[start : start + batch_size]
             ids, mask = pad_batch([encoded[i] for i in idx], pad_id)
@@ -367,7 +380,12 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
         model.train()
         batches = length_bucketed_batches(train_lengths, config.batch_size, gen)
         sums = np.zeros(2)
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress)
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"epoch {epoch}/{config.epochs}",
+            disable=not config.progress,
+            mininterval=bar_interval(),
+        )
         for idx in batches:
             ids, mask = pad_batch([train_ids[i] for i in idx], pad_id)
             t_logits, s_logits = model(torch.from_numpy(ids), torch.from_numpy(mask))
