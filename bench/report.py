@@ -157,6 +157,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"fp32 and {ceil['gemm_gops_int8']:.0f} GOP/s int8 (int8/fp32 = {ceil['int8_over_fp32']:.2f}). "
             f"No runtime using these kernels can score more than **{bound:,.0f} msgs/s** here{vs_a}{reach}."
         )
+    prof = results.get("profile_daemon")
+    if prof and prof.get("shares"):
+        top = ", ".join(f"{k} {v:.1%}" for k, v in list(prof["shares"].items())[:5])
+        lines.append(f"- Profile of the daemon (py-spy, busy samples of all threads): {top}.")
+    prof = results.get("profile_scoring")
+    if prof:
+        parts = ", ".join(f"{k} {v:.1%}" for k, v in prof["shares"].items())
+        lines.append(f"- Profile of `Scorer.score` (cProfile): {parts}.")
     if results.get("sweeps"):
         for title, sweep in results["sweeps"].items():
             pts = ", ".join(f"{p['size']}: {p['msgs_per_s']:,.0f}" for p in sweep)

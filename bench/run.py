@@ -41,11 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n", type=int, help="messages in the corpus (default: 4000 CPU, 20000 GPU; QUICK: 300)")
     p.add_argument("--seed", type=int, default=corpus.DEFAULT_SEED, help="corpus seed")
     p.add_argument("--quick", action="store_true", help="short run: small N, fewer sweep points")
+    p.add_argument("--only", help=f"comma list of {PARTS} (default: all; QUICK: all but profile)")
     p.add_argument(
-        "--only", default=",".join(p for p in PARTS if p != "profile"), help=f"comma list of {PARTS}"
-    )
-    p.add_argument(
-        "--profile", action="store_true", help="also profile scoring (cProfile) and the daemon (py-spy)"
+        "--profile",
+        action="store_true",
+        help="with --quick: profile scoring (cProfile) and the daemon (py-spy) too",
     )
     p.add_argument(
         "--batch", type=int, help="texts per Scorer call = daemon micro-batch (default 256; GPU 1024)"
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.artifact import load_artifact
     from models.runtime import gpu_present
 
-    default = [p for p in PARTS if p != "profile"] if args.quick else list(PARTS)
+    default = [p for p in PARTS if p != "profile" or args.profile] if args.quick else list(PARTS)
     parts = {p.strip() for p in args.only.split(",") if p.strip()} if args.only else set(default)
     unknown = parts - set(PARTS)
     if unknown:

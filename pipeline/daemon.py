@@ -444,6 +444,7 @@ class ScoreStage(_Stage):
         if not self.publish(out):
             log.warning("score stage: stopping with an unpublished batch of %d (not committed)", len(batch))
             return
+        published_ms = _now_ms()
         offsets: dict[Any, int] = {}
         for rec in batch:
             tp = TopicPartition(rec.topic, rec.partition)
@@ -451,6 +452,10 @@ class ScoreStage(_Stage):
         self.commit(offsets)
         # Metrics after the commit: they count what is durable.
         done_ms = _now_ms()
+        log.debug(
+            "score stage: batch of %d: score %.0f ms, publish %d ms, commit %d ms",
+            len(batch), elapsed * 1000, published_ms - now_ms, done_ms - published_ms,
+        )  # fmt: skip
         m.batch_size.observe(len(batch))
         if items:
             m.batch_scoring_seconds.observe(elapsed)

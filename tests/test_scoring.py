@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from models.artifact import verify_artifact
-from models.runtime import Scorer
+from models.runtime import Scorer, plan_sub_batches
 from pipeline.batching import chunks, collect_batch
 from pipeline.records import DeadLetter, NewsItem, Origin, parse_message
 from pipeline.scoring import score_batch, scored_event
@@ -157,3 +158,31 @@ def test_no_messages_is_an_empty_batch_after_the_idle_poll() -> None:
 def test_chunks() -> None:
     assert list(chunks(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
     assert list(chunks([], 3)) == []
+
+
+def _padded_tokens(lengths: list[int], spans: list[tuple[int, int]]) -> int:
+    return sum((end - start) * lengths[end - 1] for start, end in spans)
+
+
+def test_sub_batch_plan_covers_every_text_once_within_the_size_limit() -> None:
+    lengths = sorted([5, 7, 7, 9, 12, 15, 21, 22, 30, 41, 44, 58, 60, 63, 64] * 5)
+    spans = plan_sub_batches(np.array(lengths), 8)
+    assert spans[0][0] == 0 and spans[-1][1] == len(lengths)
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))  # contiguous, no overlap
+    assert all(0 < end - start <= 8 for start, end in spans)
+
+
+def test_sub_batch_plan_pads_a_small_mixed_batch_far_less_than_one_chunk() -> None:
+    # A quiet minute: 35 texts from 5 to 64 tokens. One fixed chunk of 32 pads all to ~64.
+    rng = np.random.default_rng(0)
+    lengths = sorted(int(x) for x in rng.integers(5, 65, 35))
+    spans = plan_sub_batches(np.array(lengths), 32)
+    fixed = [(0, 32), (32, 35)]
+    assert _padded_tokens(lengths, spans) < 0.7 * _padded_tokens(lengths, fixed)
+    assert _padded_tokens(lengths, spans) <= 1.15 * sum(lengths)  # close to no padding at all
+    assert len(spans) < 15  # ... without one run per text: each run has a fixed cost too
+
+
+def test_sub_batch_plan_uses_as_few_runs_as_the_limit_allows_for_equal_lengths() -> None:
+    spans = plan_sub_batches(np.array([12] * 70), 32)
+    assert len(spans) == 3 and all(end - start <= 32 for start, end in spans)
