@@ -143,7 +143,7 @@ def markdown(results: dict[str, Any]) -> str:
         )
     ceil = results.get("ceiling")
     if ceil:
-        bound = max(ceil["ceiling_msgs_per_s_fp32"], ceil["ceiling_msgs_per_s_int8"])
+        bound = ceil["ceiling_msgs_per_s"]
         reach = (
             f"; finsent's scoring alone ({results['deployed']}) runs at **{score_int8 / bound:.0%}** of it"
             if score_int8

@@ -269,7 +269,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         x = e["msgs_per_s"] / a["msgs_per_s"]
         figure = f"{x:.1f}×"
         if results.get("ceiling"):
-            bound = results["ceiling"]["ceiling_msgs_per_s_int8"] / a["msgs_per_s"]
+            bound = results["ceiling"]["ceiling_msgs_per_s"] / a["msgs_per_s"]
             figure += f" (this machine's arithmetic ceiling: {bound:.1f}×)"
         out.append({"target": "end to end ≥ 5× baseline A (best)", "figure": figure, "met": x >= 5})
     if e and s:

@@ -448,7 +448,7 @@ class TrendWatcher:
     def _run(self) -> None:
         from kafka import KafkaConsumer
 
-        from pipeline.kafka_io import FETCH_MAX_BYTES
+        from pipeline.kafka_io import frame_limits
 
         consumer = KafkaConsumer(
             self.topic,
@@ -457,8 +457,7 @@ class TrendWatcher:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             # The same frame-size consistency as the daemon's consumers (see pipeline.kafka_io).
-            fetch_max_bytes=FETCH_MAX_BYTES,
-            receive_message_max_bytes=FETCH_MAX_BYTES + (1 << 20),
+            **frame_limits(),
         )
         try:
             while not self._stop.is_set():

@@ -27,6 +27,12 @@ T = TypeVar("T")
 FETCH_MAX_BYTES = 32 << 20
 
 
+def frame_limits() -> dict[str, int]:
+    """Consumer settings that keep the fetch size and the largest accepted network frame consistent
+    (see `make_consumer`); shared by every consumer that reads the daemon's topics."""
+    return {"fetch_max_bytes": FETCH_MAX_BYTES, "receive_message_max_bytes": FETCH_MAX_BYTES + (1 << 20)}
+
+
 class BrokerError(FinsentError):
     """The broker cannot be reached or refused an operation (message names servers/topic)."""
 
@@ -63,8 +69,7 @@ def make_consumer(settings: Settings, group_id: str, client_id: str, max_poll_re
         # kafka-python refuses network frames over 1 MB by default while asking for up to 50 MB per
         # fetch; a broker that honours the ask (or, like Tansu, ignores the per-partition limit) then
         # breaks the connection on every fetch of a busy partition. Keep the two consistent.
-        fetch_max_bytes=FETCH_MAX_BYTES,
-        receive_message_max_bytes=FETCH_MAX_BYTES + (1 << 20),
+        **frame_limits(),
         **_base(settings, client_id),
     )
 
