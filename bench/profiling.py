@@ -39,7 +39,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("producer send + flush + ack wait", ("publish (pipeline/kafka_io.py",)),
     ("producer I/O thread (kafka-python sender)", ("kafka/producer/sender.py",)),
-    ("offset commit", ("commit (pipeline/kafka_io.py", "commit (pipeline/daemon.py")),
+    ("offset commit", ("commit (pipeline/kafka_io.py", "commit (pipeline/kafka_stage.py")),
     ("metrics (per-message observe/inc)", ("prometheus_client",)),
     ("consumer heartbeat / client I/O threads", ("kafka/coordinator/", "kafka/client_async.py")),
 )

@@ -145,7 +145,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_consume(args: argparse.Namespace) -> int:
-    from pipeline.daemon import Daemon
+    from pipeline.app import Daemon
 
     settings = settings_from_args(args)
     if args.max_messages is not None and args.max_messages < 1:

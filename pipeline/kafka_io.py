@@ -1,6 +1,6 @@
 """Thin kafka-python wrappers: clients built from Settings, topic creation, acknowledged publish.
 
-The loops in `pipeline.daemon` only see these functions. What they encode:
+The loops in `pipeline.stages` and `pipeline.kafka_stage` only see these functions. What they encode:
 - consumers never auto-commit: the daemon commits after the batch's outputs are acknowledged;
 - producers use acks=all and idempotent-safe ordering (one request in flight per connection), and
   `publish` returns only when every future of the batch has succeeded, or raises `PublishError`;

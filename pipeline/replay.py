@@ -150,7 +150,7 @@ def replay_direct(
     A message without `published_at` takes the latest event time seen before it (the stand-in for
     the Kafka record timestamp, which a file does not have), or `now_ms` at the start of the file.
     """
-    from pipeline.daemon import Aggregator, to_event
+    from pipeline.aggregator import Aggregator, to_event
 
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     agg = Aggregator(trend_settings)

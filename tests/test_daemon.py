@@ -35,7 +35,7 @@ T0_MS = 1_772_445_600_000  # 2026-03-02T10:00Z
 
 def test_daemon_and_replay_do_not_import_torch_or_transformers() -> None:
     code = (
-        "import sys, pipeline.daemon, pipeline.replay, pipeline.commands, pipeline.kafka_io, models.runtime;"
+        "import sys, pipeline.app, pipeline.replay, pipeline.commands, pipeline.kafka_io, models.runtime;"
         "from pipeline.cli import build_parser; build_parser();"
         "bad = [m for m in ('torch', 'transformers') if m in sys.modules];"
         "assert not bad, bad"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.daemon import Aggregator
+from pipeline.aggregator import Aggregator
 from pipeline.trends import ScoredEvent, TrendSettings
 
 MIN = 60_000
@@ -108,7 +108,7 @@ def test_interleaved_ordered_partitions_are_never_late(a: list[int], b: list[int
 
 def test_a_new_process_skips_windows_the_previous_one_emitted() -> None:
     """After a restart the commit metadata says which windows were already published."""
-    from pipeline.daemon import _closed_before_of
+    from pipeline.aggregator import _closed_before_of
 
     first = Aggregator(TrendSettings(allowed_lateness_ms=0))
     # Out of order within the partition: minute 3 at offset 0, minute 1 at offset 1.

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from models.errors import ConfigError
-from pipeline.daemon import provider_fallback
+from pipeline.app import provider_fallback
 from pipeline.metrics import Metrics, serve
 from pipeline.settings import Settings
 from pipeline.trends import TopicGauges
@@ -95,7 +95,8 @@ class _NoPartitions:
 def test_the_idle_clock_stops_while_partitions_are_revoked() -> None:
     import threading
 
-    from pipeline.daemon import ScoreStage, _listener
+    from pipeline.kafka_stage import _listener
+    from pipeline.stages import ScoreStage
 
     stage = ScoreStage(Settings(exit_when_idle_s=1.0), Metrics(CollectorRegistry()), threading.Event(), None)
     stage.consumer = _NoPartitions()
