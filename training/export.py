@@ -20,6 +20,7 @@ import numpy as np
 
 from models.artifact import INPUT_NAMES, OUTPUT_NAMES, VARIANT_FILES
 from models.errors import ConfigError, ExportValidationError
+from training.inference import pad_batch
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +227,6 @@ def run_onnx(
     """Probabilities from an ONNX file on the CPU provider, length-sorted batches, input order kept."""
     import onnxruntime as ort
 
-    from training.train import pad_batch
-
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:
@@ -261,7 +260,6 @@ def torch_reference(model: Any, encoded: Sequence[Sequence[int]], pad_id: int) -
     import torch
 
     from training.model import ProbabilityModel
-    from training.train import pad_batch
 
     ids, mask = pad_batch(encoded, pad_id)
     wrapped = ProbabilityModel(model).eval()
@@ -273,8 +271,6 @@ def torch_reference(model: Any, encoded: Sequence[Sequence[int]], pad_id: int) -
 def check_fp32(
     model: Any, fp32: Path, encoded: Sequence[Sequence[int]], pad_id: int, atol: float
 ) -> dict[str, float]:
-    from training.train import pad_batch
-
     ref = torch_reference(model, encoded, pad_id)
     ids, mask = pad_batch(encoded, pad_id)
     import onnxruntime as ort

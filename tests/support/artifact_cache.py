@@ -22,6 +22,8 @@ SOURCES = (
     "tests/support/tiny_models.py",
     "training/data.py",
     "training/model.py",
+    "training/config.py",
+    "training/inference.py",
     "training/train.py",
     "training/export.py",
     "training/package.py",
