@@ -7,11 +7,12 @@ loop, export or packaging, so each of those can import it at module level.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from models.batching import Spans, run_sub_batches
 from training.data import MISSING, Dataset
 from training.metrics import classification_report
 
@@ -28,16 +29,6 @@ def bar_interval() -> float:
     return 0.1 if sys.stderr.isatty() else 30.0
 
 
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    width = max(max((len(s) for s in seqs), default=1), 1)
-    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(seqs), width), dtype=np.int64)
-    for row, seq in enumerate(seqs):
-        ids[row, : len(seq)] = seq
-        mask[row, : len(seq)] = 1
-    return ids, mask
-
-
 def predict_probs(
     model: Any,
     encoded: Sequence[Sequence[int]],
@@ -51,30 +42,23 @@ def predict_probs(
     import torch
     from tqdm import tqdm
 
-    model.eval()
-    order = np.argsort([len(s) for s in encoded], kind="stable")
-    topic: list[np.ndarray] = [np.empty(0)] * len(encoded)
-    sent: list[np.ndarray] = [np.empty(0)] * len(encoded)
-    with torch.inference_mode():
-        for start in tqdm(
-            range(0, len(order), batch_size),
-            desc=desc,
-            disable=not progress,
-            leave=False,
-            unit="batch",
-            mininterval=bar_interval(),
-        ):
-            idx = order[start : start + batch_size]
-            ids, mask = pad_batch([encoded[i] for i in idx], pad_id)
-            t, s = model(torch.from_numpy(ids), torch.from_numpy(mask))
-            t_p = torch.softmax(t.float(), dim=-1).numpy()
-            s_p = torch.softmax(s.float(), dim=-1).numpy()
-            for row, i in enumerate(idx):
-                topic[i] = t_p[row]
-                sent[i] = s_p[row]
     if not encoded:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
-    return np.stack(topic), np.stack(sent)
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t, s = model(torch.from_numpy(ids), torch.from_numpy(mask))
+        return torch.softmax(t.float(), dim=-1).numpy(), torch.softmax(s.float(), dim=-1).numpy()
+
+    def bar(spans: Spans) -> Iterable[tuple[int, int]]:
+        return tqdm(
+            spans, desc=desc, disable=not progress, leave=False, unit="batch", mininterval=bar_interval()
+        )
+
+    model.eval()
+    with torch.inference_mode():
+        # fixed runs of batch_size: PyTorch on the CPU gains little from finer cuts (no overhead term)
+        topic, sentiment = run_sub_batches(encoded, run, pad_id, batch_size, overhead=None, progress=bar)
+    return topic, sentiment
 
 
 def head_reports(data: Dataset, topic_p: np.ndarray, sent_p: np.ndarray) -> dict[str, dict[str, Any]]:

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from models.artifact import new_version
+from models.batching import pad
 from models.errors import ConfigError, DataError
 from training.checkpoint import save_checkpoint
 from training.config import EpochRecord, TrainConfig, TrainResult
 from training.data import MISSING, Dataset, load_dataset, resolve_topics, stratified_split
-from training.inference import bar_interval, head_reports, pad_batch, predict_probs, tokenize
+from training.inference import bar_interval, head_reports, predict_probs, tokenize
 from training.metrics import summarize
 from training.package import PackageInput, package_artifact
 
@@ -235,7 +236,7 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
             mininterval=bar_interval(),
         )
         for idx in batches:
-            ids, mask = pad_batch([train_ids[i] for i in idx], pad_id)
+            ids, mask = pad([train_ids[i] for i in idx], pad_id)
             t_logits, s_logits = model(torch.from_numpy(ids), torch.from_numpy(mask))
             loss_t = masked_cross_entropy(t_logits, t_all[idx], t_weight)
             loss_s = masked_cross_entropy(s_logits, s_all[idx], s_weight)

@@ -29,6 +29,8 @@ SOURCES = (
     "training/package.py",
     "training/metrics.py",
     "models/artifact.py",
+    "models/batching.py",
+    "models/runtime.py",
 )
 
 
