@@ -200,8 +200,8 @@ def fit_int8(
     """
     import onnx
 
-    layers = {_layer_of(n.name) for n in onnx.load(str(fp32)).graph.node} - {None}
-    n_layers = max(layers) + 1 if layers else 0  # type: ignore[type-var]
+    layers = {layer for n in onnx.load(str(fp32)).graph.node if (layer := _layer_of(n.name)) is not None}
+    n_layers = max(layers) + 1 if layers else 0
     if not encoded:
         return {"fp32_layers": 0, "fp32_nodes": quantize_int8(fp32, dst, 0)}
     base = run_onnx(fp32, encoded, pad_id, options.batch_size)

@@ -131,7 +131,8 @@ def build_two_head_model(config: TrainConfig, n_topics: int) -> Any:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"base model {base!r}: cannot load: {exc}") from exc
     if config.freeze_embeddings:
-        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+        encoder: Any = model.encoder  # a Hugging Face model; nn.Module's typing does not declare its methods
+        encoder.get_input_embeddings().weight.requires_grad_(False)
     if config.lora:
         from peft import LoraConfig, get_peft_model
 
