@@ -56,7 +56,7 @@ def predict_probs(
 
     model.eval()
     with torch.inference_mode():
-        # fixed runs of batch_size: PyTorch on the CPU gains little from finer cuts (no overhead term)
+        # fixed runs of batch_size: the planner's cost per run was measured for ONNX Runtime, not PyTorch
         topic, sentiment = run_sub_batches(encoded, run, pad_id, batch_size, overhead=None, progress=bar)
     return topic, sentiment
 
