@@ -18,6 +18,7 @@ from typing import Any
 from models.artifact import new_version, publish, write_labels, write_manifest
 from training.data import Dataset
 from training.export import ExportOptions, validate_variants, write_variants
+from training.inference import tokenize
 from training.metrics import format_report, save_confusion_png, summarize
 
 
@@ -93,8 +94,6 @@ def package_artifact(
     say: Callable[[str], None] = print,
 ) -> Path:
     """Export, validate, write and publish one artifact; return `<root>/<version>`."""
-    from training.train import tokenize
-
     options = options or ExportOptions()
     root.mkdir(parents=True, exist_ok=True)
     version = _free_version(root, version or new_version())
