@@ -58,7 +58,7 @@ train-export: setup ## train -> evaluate -> export -> validate  [DATA= VALID= BA
 demo: setup ## the main job on the embedded default: train if needed, then stream a replay  [DEMO_ARGS=]
 	@if [ ! -e $(ARTIFACTS)/latest/manifest.json ]; then $(MAKE) --no-print-directory train-export; fi
 	@command -v prometheus >/dev/null 2>&1 || echo "demo: Prometheus not installed, running without alerts (make system-deps adds it)"
-	HF_HUB_OFFLINE=1 $(PY) -m pipeline.demo --model $(ARTIFACTS)/latest $(DEMO_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m devstack.demo --model $(ARTIFACTS)/latest $(DEMO_ARGS)
 
 # The baselines need the PyTorch weights of the deployed artifact: train once with a checkpoint when
 # artifacts/latest has none under runs/<version>.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+from devstack.finsent import finsent_argv
 from models.artifact import (
     MANIFEST_NAME,
     TOKENIZER_FILE,
@@ -175,7 +175,7 @@ def test_missing_variant_is_a_clear_error(toy: Path) -> None:
 
 
 def test_score_cli_prints_json_and_refuses_bad_artifacts(toy: Path, tmp_path: Path) -> None:
-    finsent = [sys.executable, "-m", "pipeline.cli"]
+    finsent = finsent_argv()
     out = subprocess.run(
         [*finsent, "score", "--model", str(toy.parent / "latest"), "oil falls", "profit beats"],
         capture_output=True,
