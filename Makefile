@@ -43,10 +43,11 @@ test-fast: setup ## unit tests only (no broker, no Prometheus)
 test-slow: setup ## the slow tier: a real fine-tune of the default base model
 	$(BIN)/pytest -m slow -q
 
-lint: setup ## ruff + mypy
+lint: setup ## ruff + mypy + import contracts (lint-imports, [tool.importlinter] in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 corpus: setup ## rebuild the starter corpus and the recorded test feeds from their generator (reproducible)
 	$(PY) -m training.corpus.build --out data/starter_corpus.csv
@@ -72,4 +73,4 @@ bench: setup ## baselines vs finsent scoring + end to end; docs/BENCHMARKS.md  [
 	HF_HUB_OFFLINE=1 $(PY) -m bench.run --model $(ARTIFACTS)/latest $(if $(QUICK),--quick) $(if $(N),--n $(N))
 
 clean: ## remove caches (keeps .venv and artifacts)
-	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis .import_linter_cache
