@@ -107,7 +107,11 @@ def test_the_score_is_the_harmonic_mean_everywhere_it_is_named() -> None:
     assert combine(-1.0, 4.0) == -1.0  # not both positive: the smaller
     dashboard = mon.DASHBOARD.read_text(encoding="utf-8")
     spikes_doc = (REPO / "pipeline" / "spikes.py").read_text(encoding="utf-8")
-    texts = [*_prose(), ("dashboard", dashboard), ("pipeline/spikes.py", spikes_doc)]
+    rules = [
+        (f"deploy/prometheus/rules/{p.name}", p.read_text(encoding="utf-8"))
+        for p in mon.RULES_DIR.glob("*.yml")
+    ]
+    texts = [*_prose(), ("dashboard", dashboard), ("pipeline/spikes.py", spikes_doc), *rules]
     for where, text in texts:
         for wrong in ("geometric mean", "sqrt(z_volume * z_share)", "min of the volume and share"):
             assert wrong not in text, (
