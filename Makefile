@@ -43,10 +43,11 @@ test-fast: setup ## unit tests only (no broker, no Prometheus)
 test-slow: setup ## the slow tier: a real fine-tune of the default base model
 	$(BIN)/pytest -m slow -q
 
-lint: setup ## ruff + mypy
+lint: setup ## ruff + mypy + import contracts (lint-imports, [tool.importlinter] in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 corpus: setup ## rebuild the starter corpus and the recorded test feeds from their generator (reproducible)
 	$(PY) -m training.corpus.build --out data/starter_corpus.csv
@@ -58,7 +59,7 @@ train-export: setup ## train -> evaluate -> export -> validate  [DATA= VALID= BA
 demo: setup ## the main job on the embedded default: train if needed, then stream a replay  [DEMO_ARGS=]
 	@if [ ! -e $(ARTIFACTS)/latest/manifest.json ]; then $(MAKE) --no-print-directory train-export; fi
 	@command -v prometheus >/dev/null 2>&1 || echo "demo: Prometheus not installed, running without alerts (make system-deps adds it)"
-	HF_HUB_OFFLINE=1 $(PY) -m pipeline.demo --model $(ARTIFACTS)/latest $(DEMO_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m devstack.demo --model $(ARTIFACTS)/latest $(DEMO_ARGS)
 
 # The baselines need the PyTorch weights of the deployed artifact: train once with a checkpoint when
 # artifacts/latest has none under runs/<version>.
@@ -72,4 +73,4 @@ bench: setup ## baselines vs finsent scoring + end to end; docs/BENCHMARKS.md  [
 	HF_HUB_OFFLINE=1 $(PY) -m bench.run --model $(ARTIFACTS)/latest $(if $(QUICK),--quick) $(if $(N),--n $(N))
 
 clean: ## remove caches (keeps .venv and artifacts)
-	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis .import_linter_cache

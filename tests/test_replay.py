@@ -14,8 +14,7 @@ from pipeline.replay import pacing, peek, read_feed, replay_direct
 from pipeline.trends import TrendSettings
 from tests.support.broker import Broker, read_topic
 from tests.support.daemon_procs import finsent, write_feed
-from tests.test_artifact import build_toy_artifact
-from tests.test_daemon import good_rows
+from tests.support.toy_artifact import build_toy_artifact, good_rows
 
 FEEDS = Path(__file__).parent / "feeds"
 

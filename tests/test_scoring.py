@@ -16,7 +16,7 @@ from models.runtime import Scorer
 from pipeline.batching import chunks, collect_batch
 from pipeline.records import DeadLetter, NewsItem, Origin, parse_message
 from pipeline.scoring import score_batch, scored_event
-from tests.test_artifact import TOPICS, build_toy_artifact
+from tests.support.toy_artifact import TOPICS, build_toy_artifact
 
 NOW = 1_772_450_000_000
 
