@@ -57,6 +57,8 @@ class Daemon:
         self.agg_stage: AggregateStage | None = None
         self.errors: list[BaseException] = []
         self._ended_by_limit = threading.Event()
+        self.reloader: Any = None  # pipeline.model_reload.ModelReloader, set up by run()
+        self._reload_requested = False
 
     def load_model(self) -> None:
         if self.scorer is not None or self.settings.stage == "aggregate":
@@ -106,6 +108,7 @@ class Daemon:
             if s.stage in ("all", "score"):
                 assert self.scorer is not None
                 self.score_stage = ScoreStage(s, self.metrics, self.stop, self.scorer)
+                self.score_stage.reloader = self.reloader = self._make_reloader()
                 threads.append(threading.Thread(target=self._score_loop, args=(count,), name="score"))
             if s.stage in ("all", "aggregate"):
                 assert self.trend is not None
@@ -127,6 +130,44 @@ class Daemon:
                 server.shutdown()
                 server.server_close()
         return 1 if self.errors else 0
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read --model at the next batch boundary (or once the score stage is up)."""
+        if self.reloader is not None:
+            self.reloader.request()
+        else:
+            self._reload_requested = True
+
+    def _make_reloader(self) -> Any:
+        """A swapper for the score stage; none for a scorer that is not from an artifact (tests)."""
+        from pipeline.model_reload import ModelReloader
+
+        sc: Any = self.scorer
+        if getattr(sc, "artifact", None) is None:
+            return None
+        s = self.settings
+
+        def make_scorer(path: Any) -> Any:
+            from models.runtime import load_scorer
+
+            return load_scorer(path, provider=s.provider, variant=s.variant, threads=s.threads)
+
+        def on_outcome(outcome: str, new: Any) -> None:
+            self.metrics.model_swaps.labels(outcome=outcome).inc()
+            if new is not None:
+                self.metrics.set_model(new.version, new.provider, new.variant, provider_fallback(s, new))
+
+        reloader = ModelReloader(
+            s.model,
+            sc,
+            make_scorer=make_scorer,
+            interval_s=s.model_check_interval_s,
+            allow_label_change=s.allow_label_change,
+            on_outcome=on_outcome,
+        )
+        if self._reload_requested:
+            reloader.request()
+        return reloader
 
     def _guard(self, stage: KafkaStage, body: Callable[[], None]) -> None:
         try:

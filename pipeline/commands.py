@@ -77,7 +77,7 @@ _SETTING_FLAGS = (
     "max_message_bytes", "topic_partitions", "create_topics", "security_protocol", "sasl_mechanism",
     "sasl_plain_username", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "group_id", "input_topic",
     "scored_topic", "trends_topic", "dlq_topic", "batch_max_wait_ms", "metrics_host", "metrics_port",
-    "stage", "exit_when_idle_s",
+    "stage", "exit_when_idle_s", "model_check_interval_s", "allow_label_change",
 )  # fmt: skip
 
 
@@ -115,6 +115,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="SECONDS",
         help="exit (after flushing open windows) once no input arrived for this long",
+    )
+    c.add_argument(
+        "--model-check-interval",
+        dest="model_check_interval_s",
+        type=float,
+        metavar="SECONDS",
+        help="re-check --model for a new target this often and swap to it (default: 10; 0: SIGHUP only)",
+    )
+    c.add_argument(
+        "--allow-label-change",
+        action="store_const",
+        const=True,
+        help="let a swap load a model whose topic labels differ from the running one",
     )
     c.add_argument("--max-messages", type=int, metavar="N", help="exit after N input messages (tests)")
     c.add_argument("--timeout", type=float, metavar="SECONDS", help="exit after this long (tests)")
@@ -160,8 +173,13 @@ def run_consume(args: argparse.Namespace) -> int:
         daemon.stop.set()
         signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
 
+    def on_hangup(_signum: int, _frame: Any) -> None:
+        log.info("SIGHUP received: re-reading %s at the next batch boundary", settings.model)
+        daemon.request_reload()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     return daemon.run(count=args.max_messages, timeout=args.timeout)
 
 

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 from models.errors import ConfigError
 
@@ -83,8 +83,13 @@ class Metrics:
             "finsent_late", "Events later than the allowed lateness, by topic", ["topic"], registry=r
         )
         self.duplicates = Counter("finsent_duplicates", "Duplicate ids skipped by the aggregator", registry=r)
-        self.model_info = Gauge(
-            "finsent_model_info", "The loaded model (value 1)", ["version", "provider", "variant"], registry=r
+        # An Info metric (exposed as finsent_model_info): one series, whose labels change on a swap.
+        self.model_info = Info("finsent_model", "The model now serving (value 1)", registry=r)
+        self.model_swaps = Counter(
+            "finsent_model_swaps",
+            "Model reloads by outcome: swapped, refused_labels, refused_invalid",
+            ["outcome"],
+            registry=r,
         )
         self.provider_fallback = Gauge(
             "finsent_provider_fallback",
@@ -102,7 +107,7 @@ class Metrics:
         )
 
     def set_model(self, version: str, provider: str, variant: str, fallback: bool) -> None:
-        self.model_info.labels(version=version, provider=provider, variant=variant).set(1)
+        self.model_info.info({"version": version, "provider": provider, "variant": variant})
         self.provider_fallback.set(1 if fallback else 0)
 
     def set_topic_gauges(self, gauges: Mapping[str, Any]) -> None:

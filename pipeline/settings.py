@@ -61,6 +61,10 @@ class Settings:
     provider: str = "auto"
     variant: str | None = None
     threads: int | None = None
+    # Model swaps while running (README "Swapping the model"): how often `model` is re-checked
+    # (0: only on SIGHUP), and whether a model with other topic labels may replace the running one.
+    model_check_interval_s: float = 10.0
+    allow_label_change: bool = False
     # Micro-batching and input limits
     batch_max_messages: int = 256
     batch_max_wait_ms: int = 50
@@ -89,6 +93,8 @@ class Settings:
             raise ConfigError(f"metrics_port must be 0..65535 (0 disables), got {self.metrics_port}")
         if self.exit_when_idle_s is not None and self.exit_when_idle_s <= 0:
             raise ConfigError(f"exit_when_idle_s must be > 0, got {self.exit_when_idle_s}")
+        if self.model_check_interval_s < 0:
+            raise ConfigError(f"model_check_interval_s must be >= 0, got {self.model_check_interval_s}")
         if self.retry_backoff_max_s <= 0:
             raise ConfigError(f"retry_backoff_max_s must be > 0, got {self.retry_backoff_max_s}")
         if self.threads is not None and self.threads < 1:

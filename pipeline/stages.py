@@ -65,10 +65,13 @@ class ScoreStage(KafkaStage):
         super().__init__(settings, metrics, stop, settings.group_id)
         self.scorer = scorer
         self.first_input_seen = False
+        self.reloader: Any = None  # pipeline.model_reload.ModelReloader when the model may be swapped
 
     def step(self) -> int:
         """One micro-batch: poll, parse, score, publish, commit. Returns the messages handled."""
         s = self.settings
+        if self.reloader is not None:  # between two batches: the only place the model changes
+            self.scorer = self.reloader.between_batches(self.scorer)
         self.rebalanced = False
         batch = collect_batch(
             self.poll,
