@@ -22,6 +22,7 @@ from pipeline import kafka_io
 from pipeline.kafka_io import Backoff
 from pipeline.kafka_stage import KafkaStage
 from pipeline.metrics import Metrics
+from pipeline.model_monitor import ModelMonitor
 from pipeline.scoring import ScorerLike
 from pipeline.settings import Settings
 from pipeline.stages import AggregateStage, ScoreStage
@@ -59,6 +60,7 @@ class Daemon:
         self._ended_by_limit = threading.Event()
         self.reloader: Any = None  # pipeline.model_reload.ModelReloader, set up by run()
         self._reload_requested = False
+        self.monitor: ModelMonitor | None = None
 
     def load_model(self) -> None:
         if self.scorer is not None or self.settings.stage == "aggregate":
@@ -109,6 +111,9 @@ class Daemon:
                 assert self.scorer is not None
                 self.score_stage = ScoreStage(s, self.metrics, self.stop, self.scorer)
                 self.score_stage.reloader = self.reloader = self._make_reloader()
+                self.score_stage.monitor = self.monitor = ModelMonitor(
+                    self.metrics, s.drift_window_messages, self.scorer
+                )
                 threads.append(threading.Thread(target=self._score_loop, args=(count,), name="score"))
             if s.stage in ("all", "aggregate"):
                 assert self.trend is not None
@@ -156,6 +161,8 @@ class Daemon:
             self.metrics.model_swaps.labels(outcome=outcome).inc()
             if new is not None:
                 self.metrics.set_model(new.version, new.provider, new.variant, provider_fallback(s, new))
+                if self.monitor is not None:
+                    self.monitor.set_model(new)
 
         reloader = ModelReloader(
             s.model,

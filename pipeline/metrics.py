@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 # Messages per batch: powers of two up to well past the default max of 256.
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 SCORING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Top-class probability: 1/20 is the floor for 20 topics, 1/3 for sentiment; most mass sits high.
+CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -89,6 +91,25 @@ class Metrics:
             "finsent_model_swaps",
             "Model reloads by outcome: swapped, refused_labels, refused_invalid",
             ["outcome"],
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "finsent_prediction_confidence",
+            "Top-class probability per scored message, by head (topic, sentiment)",
+            ["head"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.drift_psi = Gauge(
+            "finsent_drift_psi",
+            "Population stability index of the last drift_window_messages predictions against the "
+            "model's validation mix, by head (absent while unavailable)",
+            ["head"],
+            registry=r,
+        )
+        self.drift_reference = Gauge(
+            "finsent_drift_reference_available",
+            "1 when the serving model's manifest has the label distribution drift is measured against",
             registry=r,
         )
         self.provider_fallback = Gauge(

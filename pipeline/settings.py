@@ -65,6 +65,9 @@ class Settings:
     # (0: only on SIGHUP), and whether a model with other topic labels may replace the running one.
     model_check_interval_s: float = 10.0
     allow_label_change: bool = False
+    # Drift (README "Confidence and drift"): predictions in the sliding window compared with the
+    # model's validation mix.
+    drift_window_messages: int = 2000
     # Micro-batching and input limits
     batch_max_messages: int = 256
     batch_max_wait_ms: int = 50
@@ -84,7 +87,13 @@ class Settings:
         if self.variant is not None:
             _check_choice("variant", self.variant, VARIANTS)
         _check_choice("security_protocol", self.security_protocol, SECURITY_PROTOCOLS)
-        for name in ("batch_max_messages", "max_message_bytes", "topic_partitions", "replication_factor"):
+        for name in (
+            "batch_max_messages",
+            "max_message_bytes",
+            "topic_partitions",
+            "replication_factor",
+            "drift_window_messages",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_max_wait_ms < 0:

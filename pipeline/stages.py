@@ -66,6 +66,7 @@ class ScoreStage(KafkaStage):
         self.scorer = scorer
         self.first_input_seen = False
         self.reloader: Any = None  # pipeline.model_reload.ModelReloader when the model may be swapped
+        self.monitor: Any = None  # pipeline.model_monitor.ModelMonitor: confidence and drift
 
     def step(self) -> int:
         """One micro-batch: poll, parse, score, publish, commit. Returns the messages handled."""
@@ -143,6 +144,8 @@ class ScoreStage(KafkaStage):
             start = ts if ts is not None and ts > 0 else r.item.event_time_ms
             m.latency.observe(max(0.0, (done_ms - start) / 1000))
         m.last_batch.set(done_ms / 1000)
+        if self.monitor is not None:
+            self.monitor.observe(scored)
 
 
 class AggregateStage(KafkaStage):

@@ -31,7 +31,9 @@ from tests.test_artifact import SENTIMENTS, TOPICS, WORDS, _graph
 OTHER_TOPICS = ["Energy | Oil", "Earnings", "Crypto"]
 
 
-def toy_version(root: Path, version: str, *, seed: int = 0, topics: list[str] | None = None) -> Path:
+def toy_version(
+    root: Path, version: str, *, seed: int = 0, topics: list[str] | None = None, **manifest_extra: Any
+) -> Path:
     """A toy artifact (hand-built ONNX graph with 3 topic columns) at `root/<version>`."""
     topics = topics or TOPICS
     staging = root / f".staging-{version}"
@@ -44,7 +46,13 @@ def toy_version(root: Path, version: str, *, seed: int = 0, topics: list[str] | 
     tok.save(str(staging / TOKENIZER_FILE))
     onnx.save(_graph(tok.get_vocab_size(), 8, seed=seed), str(staging / "model.onnx"))
     write_labels(staging, topics, SENTIMENTS)
-    manifest = {"version": version, "base_model": "toy", "max_length": 16, "pad_token_id": 0}
+    manifest = {
+        "version": version,
+        "base_model": "toy",
+        "max_length": 16,
+        "pad_token_id": 0,
+        **manifest_extra,
+    }
     write_manifest(staging, {**manifest, "labels": {"topic": topics, "sentiment": SENTIMENTS}})
     final = root / version
     staging.rename(final)

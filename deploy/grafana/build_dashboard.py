@@ -285,6 +285,41 @@ def build() -> dict[str, Any]:
             w=8,
             description="provider_fallback = 1: a GPU was expected but the model runs on the CPU.",
         ),
+        _row(L, "Model: confidence, drift, swaps"),
+        _panel(
+            L,
+            "Top-class probability (p10, p50) by head",
+            [
+                _target(
+                    f"histogram_quantile({q}, sum by (le, head) "
+                    "(rate(finsent_prediction_confidence_bucket[$__rate_interval])))",
+                    f"p{round(q * 100)} {{{{head}}}}",
+                    ref,
+                )
+                for q, ref in ((0.1, "A"), (0.5, "B"))
+            ],
+            unit="percentunit",
+            w=8,
+            description="How sure the model is. A falling p10 means more messages it is unsure of.",
+        ),
+        _panel(
+            L,
+            "Drift: PSI against the model's validation mix",
+            [_target("max by (head) (finsent_drift_psi)", "{{head}}", "A")],
+            w=8,
+            # pipeline/drift.py PSI_ALERT, where ModelDriftSuspected fires (a test keeps them equal)
+            thresholds=[("green", None), ("red", 0.25)],
+            description="Population stability index of the last drift_window_messages predictions. "
+            "No line: the artifact has no label distribution (finsent_drift_reference_available 0) "
+            "or the window is not full yet.",
+        ),
+        _panel(
+            L,
+            "Model swaps and refusals",
+            [_target("sum by (outcome) (increase(finsent_model_swaps_total[1h]))", "{{outcome}}", "A")],
+            w=8,
+            description="Reloads of --model in the last hour: swapped, refused_labels, refused_invalid.",
+        ),
     ]
     return {
         "uid": UID,
