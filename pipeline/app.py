@@ -61,6 +61,9 @@ class Daemon:
         self.reloader: Any = None  # pipeline.model_reload.ModelReloader, set up by run()
         self._reload_requested = False
         self.monitor: ModelMonitor | None = None
+        self.shadow_scorer: Any = None  # the --shadow-model Scorer, loaded with the serving one
+        self.shadow: Any = None  # pipeline.shadow.ShadowScorer
+        self._shadow_producer: list[Any] = []  # its producer, once it has published
 
     def load_model(self) -> None:
         if self.scorer is not None or self.settings.stage == "aggregate":
@@ -71,6 +74,11 @@ class Daemon:
         self.scorer = cast(
             ScorerLike, load_scorer(s.model, provider=s.provider, variant=s.variant, threads=s.threads)
         )
+        if s.shadow_model:
+            # One intra-op thread: the shadow may take one core from the serving model, not all of them.
+            self.shadow_scorer = load_scorer(
+                s.shadow_model, provider=s.provider, variant=s.variant, threads=1
+            )
 
     def run(self, count: int | None = None, timeout: float | None = None) -> int:
         """Run until stopped, `count` input messages, `timeout` seconds or the idle limit. Exit code."""
@@ -96,6 +104,8 @@ class Daemon:
             log.info("settings: %s", s.masked())
             if s.create_topics:
                 topics = [s.input_topic, s.scored_topic, s.trends_topic, s.dlq_topic]
+                if self.shadow_scorer is not None:
+                    topics.append(s.shadow_topic)
                 if (
                     kafka_io.retrying(
                         "create topics",
@@ -114,6 +124,7 @@ class Daemon:
                 self.score_stage.monitor = self.monitor = ModelMonitor(
                     self.metrics, s.drift_window_messages, self.scorer
                 )
+                self.score_stage.shadow = self.shadow = self._make_shadow()
                 threads.append(threading.Thread(target=self._score_loop, args=(count,), name="score"))
             if s.stage in ("all", "aggregate"):
                 assert self.trend is not None
@@ -131,6 +142,10 @@ class Daemon:
                 for t in threads:
                     t.join(timeout=0.2)
         finally:
+            if self.shadow is not None:
+                self.shadow.close()
+                for producer in self._shadow_producer:
+                    producer.close()
             if server is not None:
                 server.shutdown()
                 server.server_close()
@@ -175,6 +190,26 @@ class Daemon:
         if self._reload_requested:
             reloader.request()
         return reloader
+
+    def _make_shadow(self) -> Any:
+        """The shadow worker for --shadow-model, with a producer of its own for the samples."""
+        if self.shadow_scorer is None:
+            return None
+        from pipeline.shadow import ShadowScorer
+
+        s, sc = self.settings, self.shadow_scorer
+        producer = self._shadow_producer
+
+        def publish(out: list[kafka_io.Outgoing]) -> None:
+            if not producer:  # created on first use: a broker down at start must not stop the daemon
+                producer.append(kafka_io.make_producer(s, f"finsent-shadow-{os.getpid()}"))
+            kafka_io.publish(producer[0], out, timeout_s=10.0)
+
+        self.metrics.shadow_info.info({"version": sc.version, "provider": sc.provider, "variant": sc.variant})
+        log.info("shadow model %s: provider=%s variant=%s", sc.version, sc.provider, sc.variant)
+        shadow = ShadowScorer(sc, self.metrics, s.shadow_topic, publish, sample_per_s=s.shadow_sample_per_s)
+        shadow.start()
+        return shadow
 
     def _guard(self, stage: KafkaStage, body: Callable[[], None]) -> None:
         try:

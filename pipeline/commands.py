@@ -77,7 +77,8 @@ _SETTING_FLAGS = (
     "max_message_bytes", "topic_partitions", "create_topics", "security_protocol", "sasl_mechanism",
     "sasl_plain_username", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "group_id", "input_topic",
     "scored_topic", "trends_topic", "dlq_topic", "batch_max_wait_ms", "metrics_host", "metrics_port",
-    "stage", "exit_when_idle_s", "model_check_interval_s", "allow_label_change",
+    "stage", "exit_when_idle_s", "model_check_interval_s", "allow_label_change", "shadow_model",
+    "shadow_topic", "shadow_sample_per_s",
 )  # fmt: skip
 
 
@@ -128,6 +129,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_const",
         const=True,
         help="let a swap load a model whose topic labels differ from the running one",
+    )
+    c.add_argument(
+        "--shadow-model",
+        metavar="DIR",
+        help="a candidate artifact that scores the same batches off the hot path (README 'Shadowing')",
+    )
+    c.add_argument("--shadow-topic", help="disagreement samples go here (default: news.shadow)")
+    c.add_argument(
+        "--shadow-sample-per-s",
+        type=float,
+        metavar="N",
+        help="at most this many disagreement samples per second (default: 1)",
     )
     c.add_argument("--max-messages", type=int, metavar="N", help="exit after N input messages (tests)")
     c.add_argument("--timeout", type=float, metavar="SECONDS", help="exit after this long (tests)")

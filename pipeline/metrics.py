@@ -112,6 +112,29 @@ class Metrics:
             "1 when the serving model's manifest has the label distribution drift is measured against",
             registry=r,
         )
+        # Shadow scoring (--shadow-model): the candidate's answers on the same batches.
+        self.shadow_info = Info("finsent_shadow_model", "The shadow (candidate) model (value 1)", registry=r)
+        self.shadow_messages = Counter(
+            "finsent_shadow_messages",
+            "Scored messages offered to the shadow, by outcome: compared, skipped (it was behind), failed",
+            ["outcome"],
+            registry=r,
+        )
+        self.shadow_agree = Counter(
+            "finsent_shadow_agreements",
+            "Compared messages on which shadow and serving model predict the same class, by head",
+            ["head"],
+            registry=r,
+        )
+        self.shadow_flips = Counter(
+            "finsent_shadow_flips",
+            "Compared messages the shadow classes differently, by head and (serving, shadow) class",
+            ["head", "serving", "shadow"],
+            registry=r,
+        )
+        self.shadow_samples = Counter(
+            "finsent_shadow_samples", "Disagreements published to the shadow topic", registry=r
+        )
         self.provider_fallback = Gauge(
             "finsent_provider_fallback",
             "1 when a GPU was requested or expected but the model runs on the CPU",

@@ -68,6 +68,11 @@ class Settings:
     # Drift (README "Confidence and drift"): predictions in the sliding window compared with the
     # model's validation mix.
     drift_window_messages: int = 2000
+    # Shadow scoring (README "Shadowing a candidate"): a second model on the same batches, off the
+    # hot path; a rate-limited sample of its disagreements goes to shadow_topic.
+    shadow_model: str | None = None
+    shadow_topic: str = "news.shadow"
+    shadow_sample_per_s: float = 1.0
     # Micro-batching and input limits
     batch_max_messages: int = 256
     batch_max_wait_ms: int = 50
@@ -104,6 +109,17 @@ class Settings:
             raise ConfigError(f"exit_when_idle_s must be > 0, got {self.exit_when_idle_s}")
         if self.model_check_interval_s < 0:
             raise ConfigError(f"model_check_interval_s must be >= 0, got {self.model_check_interval_s}")
+        if self.shadow_sample_per_s < 0:
+            raise ConfigError(f"shadow_sample_per_s must be >= 0, got {self.shadow_sample_per_s}")
+        if self.shadow_model is not None and self.shadow_topic in (
+            self.input_topic,
+            self.scored_topic,
+            self.trends_topic,
+            self.dlq_topic,
+        ):
+            raise ConfigError(
+                f"shadow_topic {self.shadow_topic!r} must differ from the daemon's other topics"
+            )
         if self.retry_backoff_max_s <= 0:
             raise ConfigError(f"retry_backoff_max_s must be > 0, got {self.retry_backoff_max_s}")
         if self.threads is not None and self.threads < 1:

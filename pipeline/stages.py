@@ -67,6 +67,7 @@ class ScoreStage(KafkaStage):
         self.first_input_seen = False
         self.reloader: Any = None  # pipeline.model_reload.ModelReloader when the model may be swapped
         self.monitor: Any = None  # pipeline.model_monitor.ModelMonitor: confidence and drift
+        self.shadow: Any = None  # pipeline.shadow.ShadowScorer with --shadow-model
 
     def step(self) -> int:
         """One micro-batch: poll, parse, score, publish, commit. Returns the messages handled."""
@@ -146,6 +147,8 @@ class ScoreStage(KafkaStage):
         m.last_batch.set(done_ms / 1000)
         if self.monitor is not None:
             self.monitor.observe(scored)
+        if self.shadow is not None:
+            self.shadow.offer(scored)
 
 
 class AggregateStage(KafkaStage):
