@@ -175,12 +175,19 @@ def publish(staging: Path, root: Path, version: str) -> Path:
         raise ArtifactError(f"{final}: an artifact with version '{version}' already exists")
     shutil.move(str(staging), str(final))
     verify_artifact(final)
+    point_latest(root, version)
+    return final
+
+
+def point_latest(root: Path, version: str) -> Path:
+    """Point `root/latest` at `root/<version>` with an atomic rename of a fresh symlink: a reader
+    (a starting daemon, a running one re-checking) sees the old target or the new, never none."""
     tmp_link = root / f".{LATEST}.{os.getpid()}"
     if tmp_link.is_symlink() or tmp_link.exists():
         tmp_link.unlink()
     tmp_link.symlink_to(version, target_is_directory=True)
     os.replace(tmp_link, root / LATEST)
-    return final
+    return root / LATEST
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

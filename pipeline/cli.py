@@ -19,6 +19,7 @@ from models.errors import FinsentError
 COMMAND_MODULES = (
     "training.commands",  # train, export, evaluate
     "models.commands",  # score
+    "models.promote",  # promote
     "pipeline.commands",  # consume, replay
 )
 
