@@ -320,6 +320,39 @@ def build() -> dict[str, Any]:
             w=8,
             description="Reloads of --model in the last hour: swapped, refused_labels, refused_invalid.",
         ),
+        _panel(
+            L,
+            "Shadow: agreement with the serving model by head",
+            [
+                _target(
+                    "sum by (head) (rate(finsent_shadow_agreements_total[$__rate_interval])) / ignoring (head) "
+                    'group_left sum(rate(finsent_shadow_messages_total{outcome="compared"}[$__rate_interval]))',
+                    "{{head}}",
+                    "A",
+                ),
+                _target(
+                    'sum(rate(finsent_shadow_messages_total{outcome="skipped"}[$__rate_interval])) '
+                    '/ sum(rate(finsent_shadow_messages_total{outcome=~"compared|skipped"}[$__rate_interval]))',
+                    "skipped (behind)",
+                    "B",
+                ),
+            ],
+            unit="percentunit",
+            w=12,
+            description="Only with --shadow-model. Disagreement samples are on news.shadow.",
+        ),
+        _panel(
+            L,
+            "Shadow: most frequent flips (serving -> shadow), last hour",
+            [
+                _target(
+                    "topk(10, sum by (head, serving, shadow) (increase(finsent_shadow_flips_total[1h])))",
+                    "{{head}}: {{serving}} -> {{shadow}}",
+                    "A",
+                )
+            ],
+            w=12,
+        ),
     ]
     return {
         "uid": UID,
