@@ -64,6 +64,7 @@ class Daemon:
         self.shadow_scorer: Any = None  # the --shadow-model Scorer, loaded with the serving one
         self.shadow: Any = None  # pipeline.shadow.ShadowScorer
         self._shadow_producer: list[Any] = []  # its producer, once it has published
+        self.review: Any = None  # pipeline.review.ReviewSampler
 
     def load_model(self) -> None:
         if self.scorer is not None or self.settings.stage == "aggregate":
@@ -106,6 +107,8 @@ class Daemon:
                 topics = [s.input_topic, s.scored_topic, s.trends_topic, s.dlq_topic]
                 if self.shadow_scorer is not None:
                     topics.append(s.shadow_topic)
+                if s.review_per_s > 0 and s.stage in ("all", "score"):
+                    topics.append(s.review_topic)
                 if (
                     kafka_io.retrying(
                         "create topics",
@@ -124,6 +127,7 @@ class Daemon:
                 self.score_stage.monitor = self.monitor = ModelMonitor(
                     self.metrics, s.drift_window_messages, self.scorer
                 )
+                self.score_stage.review = self.review = self._make_review()
                 self.score_stage.shadow = self.shadow = self._make_shadow()
                 threads.append(threading.Thread(target=self._score_loop, args=(count,), name="score"))
             if s.stage in ("all", "aggregate"):
@@ -191,6 +195,14 @@ class Daemon:
             reloader.request()
         return reloader
 
+    def _make_review(self) -> Any:
+        s = self.settings
+        if s.review_per_s <= 0:
+            return None
+        from pipeline.review import ReviewSampler
+
+        return ReviewSampler(s.review_topic, min_confidence=s.review_min_confidence, per_s=s.review_per_s)
+
     def _make_shadow(self) -> Any:
         """The shadow worker for --shadow-model, with a producer of its own for the samples."""
         if self.shadow_scorer is None:
@@ -207,7 +219,9 @@ class Daemon:
 
         self.metrics.shadow_info.info({"version": sc.version, "provider": sc.provider, "variant": sc.variant})
         log.info("shadow model %s: provider=%s variant=%s", sc.version, sc.provider, sc.variant)
-        shadow = ShadowScorer(sc, self.metrics, s.shadow_topic, publish, sample_per_s=s.shadow_sample_per_s)
+        shadow = ShadowScorer(
+            sc, self.metrics, s.shadow_topic, publish, sample_per_s=s.shadow_sample_per_s, review=self.review
+        )
         shadow.start()
         return shadow
 

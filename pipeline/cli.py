@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "models.commands",  # score
     "models.promote",  # promote
     "pipeline.commands",  # consume, replay
+    "pipeline.review_cli",  # review export|merge
 )
 
 

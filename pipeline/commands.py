@@ -78,7 +78,7 @@ _SETTING_FLAGS = (
     "sasl_plain_username", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "group_id", "input_topic",
     "scored_topic", "trends_topic", "dlq_topic", "batch_max_wait_ms", "metrics_host", "metrics_port",
     "stage", "exit_when_idle_s", "model_check_interval_s", "allow_label_change", "shadow_model",
-    "shadow_topic", "shadow_sample_per_s",
+    "shadow_topic", "shadow_sample_per_s", "review_topic", "review_per_s", "review_min_confidence",
 )  # fmt: skip
 
 
@@ -141,6 +141,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="N",
         help="at most this many disagreement samples per second (default: 1)",
+    )
+    c.add_argument("--review-topic", help="unsure messages go here for labelling (default: news.review)")
+    c.add_argument(
+        "--review-per-s",
+        type=float,
+        metavar="N",
+        help="at most N review records per second (default: 1; 0: off)",
+    )
+    c.add_argument(
+        "--review-min-confidence",
+        type=float,
+        metavar="P",
+        help="review a message whose top-class probability on a head is below P (default: 0.5)",
     )
     c.add_argument("--max-messages", type=int, metavar="N", help="exit after N input messages (tests)")
     c.add_argument("--timeout", type=float, metavar="SECONDS", help="exit after this long (tests)")

@@ -135,6 +135,12 @@ class Metrics:
         self.shadow_samples = Counter(
             "finsent_shadow_samples", "Disagreements published to the shadow topic", registry=r
         )
+        self.review = Counter(
+            "finsent_review_records",
+            "Messages sent to the review topic, by reason: low_confidence, shadow_disagreement",
+            ["reason"],
+            registry=r,
+        )
         self.provider_fallback = Gauge(
             "finsent_provider_fallback",
             "1 when a GPU was requested or expected but the model runs on the CPU",

@@ -73,6 +73,11 @@ class Settings:
     shadow_model: str | None = None
     shadow_topic: str = "news.shadow"
     shadow_sample_per_s: float = 1.0
+    # The review queue (README "The review loop"): unsure messages to review_topic, at most
+    # review_per_s per second (0: off), once per story.
+    review_topic: str = "news.review"
+    review_per_s: float = 1.0
+    review_min_confidence: float = 0.5
     # Micro-batching and input limits
     batch_max_messages: int = 256
     batch_max_wait_ms: int = 50
@@ -109,6 +114,20 @@ class Settings:
             raise ConfigError(f"exit_when_idle_s must be > 0, got {self.exit_when_idle_s}")
         if self.model_check_interval_s < 0:
             raise ConfigError(f"model_check_interval_s must be >= 0, got {self.model_check_interval_s}")
+        if self.review_per_s < 0:
+            raise ConfigError(f"review_per_s must be >= 0, got {self.review_per_s}")
+        if not 0 <= self.review_min_confidence <= 1:
+            raise ConfigError(f"review_min_confidence must be in 0..1, got {self.review_min_confidence}")
+        if self.review_per_s > 0 and self.review_topic in (
+            self.input_topic,
+            self.scored_topic,
+            self.trends_topic,
+            self.dlq_topic,
+            self.shadow_topic if self.shadow_model is not None else None,
+        ):
+            raise ConfigError(
+                f"review_topic {self.review_topic!r} must differ from the daemon's other topics"
+            )
         if self.shadow_sample_per_s < 0:
             raise ConfigError(f"shadow_sample_per_s must be >= 0, got {self.shadow_sample_per_s}")
         if self.shadow_model is not None and self.shadow_topic in (

@@ -92,12 +92,14 @@ class ShadowScorer:
         sample_per_s: float,
         clock: Callable[[], float] = time.monotonic,
         queue_batches: int = QUEUE_BATCHES,
+        review: Any = None,
     ) -> None:
         self.scorer = scorer
         self.metrics = metrics
         self.topic = topic
         self.publish = publish
         self.clock = clock
+        self.review = review  # pipeline.review.ReviewSampler: disagreements are review candidates too
         self.limiter = TokenBucket(sample_per_s, max(1.0, sample_per_s), clock())
         self._queue: queue.Queue[Sequence[ScoredRecord] | None] = queue.Queue(maxsize=queue_batches)
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
@@ -154,10 +156,15 @@ class ShadowScorer:
             out.append(
                 Outgoing(self.topic, batch[i].item.id.encode(), json.dumps(rec, ensure_ascii=False).encode())
             )
-        if out:
+        review = []
+        if self.review is not None:
+            pairs = [(batch[i], preds[i]) for i in cmp.disagreeing]
+            review = self.review.disagreements(pairs, self.scorer.version)
+        if out or review:
             try:
-                self.publish(out)
+                self.publish(out + review)
                 m.shadow_samples.inc(len(out))
+                m.review.labels(reason="shadow_disagreement").inc(len(review))
             except Exception as exc:  # a sample lost is a sample; the comparison metrics stand
                 log.warning(
                     "shadow: %d disagreement samples not published to %s: %s", len(out), self.topic, exc
