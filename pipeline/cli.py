@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "models.promote",  # promote
     "pipeline.commands",  # consume, replay
     "pipeline.review_cli",  # review export|merge
+    "pipeline.retrain",  # retrain
 )
 
 
