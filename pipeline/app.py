@@ -18,11 +18,10 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
-from pipeline import kafka_io
+from pipeline import kafka_io, model_lifecycle
 from pipeline.kafka_io import Backoff
 from pipeline.kafka_stage import KafkaStage
 from pipeline.metrics import Metrics
-from pipeline.model_monitor import ModelMonitor
 from pipeline.scoring import ScorerLike
 from pipeline.settings import Settings
 from pipeline.stages import AggregateStage, ScoreStage
@@ -58,13 +57,9 @@ class Daemon:
         self.agg_stage: AggregateStage | None = None
         self.errors: list[BaseException] = []
         self._ended_by_limit = threading.Event()
-        self.reloader: Any = None  # pipeline.model_reload.ModelReloader, set up by run()
+        self.shadow_scorer: Any = None  # --shadow-model, loaded with the serving model
+        self.lifecycle: Any = None  # pipeline.model_lifecycle.ModelLifecycle: swaps, drift, review, shadow
         self._reload_requested = False
-        self.monitor: ModelMonitor | None = None
-        self.shadow_scorer: Any = None  # the --shadow-model Scorer, loaded with the serving one
-        self.shadow: Any = None  # pipeline.shadow.ShadowScorer
-        self._shadow_producer: list[Any] = []  # its producer, once it has published
-        self.review: Any = None  # pipeline.review.ReviewSampler
 
     def load_model(self) -> None:
         if self.scorer is not None or self.settings.stage == "aggregate":
@@ -75,11 +70,7 @@ class Daemon:
         self.scorer = cast(
             ScorerLike, load_scorer(s.model, provider=s.provider, variant=s.variant, threads=s.threads)
         )
-        if s.shadow_model:
-            # One intra-op thread: the shadow may take one core from the serving model, not all of them.
-            self.shadow_scorer = load_scorer(
-                s.shadow_model, provider=s.provider, variant=s.variant, threads=1
-            )
+        self.shadow_scorer = model_lifecycle.load_shadow(s)
 
     def run(self, count: int | None = None, timeout: float | None = None) -> int:
         """Run until stopped, `count` input messages, `timeout` seconds or the idle limit. Exit code."""
@@ -105,10 +96,7 @@ class Daemon:
             log.info("settings: %s", s.masked())
             if s.create_topics:
                 topics = [s.input_topic, s.scored_topic, s.trends_topic, s.dlq_topic]
-                if self.shadow_scorer is not None:
-                    topics.append(s.shadow_topic)
-                if s.review_per_s > 0 and s.stage in ("all", "score"):
-                    topics.append(s.review_topic)
+                topics += model_lifecycle.extra_topics(s, self.shadow_scorer)
                 if (
                     kafka_io.retrying(
                         "create topics",
@@ -123,12 +111,12 @@ class Daemon:
             if s.stage in ("all", "score"):
                 assert self.scorer is not None
                 self.score_stage = ScoreStage(s, self.metrics, self.stop, self.scorer)
-                self.score_stage.reloader = self.reloader = self._make_reloader()
-                self.score_stage.monitor = self.monitor = ModelMonitor(
-                    self.metrics, s.drift_window_messages, self.scorer
+                self.lifecycle = model_lifecycle.ModelLifecycle(
+                    s, self.metrics, self.scorer, self.shadow_scorer, provider_fallback
                 )
-                self.score_stage.review = self.review = self._make_review()
-                self.score_stage.shadow = self.shadow = self._make_shadow()
+                self.lifecycle.attach(self.score_stage)
+                if self._reload_requested:
+                    self.lifecycle.request_reload()
                 threads.append(threading.Thread(target=self._score_loop, args=(count,), name="score"))
             if s.stage in ("all", "aggregate"):
                 assert self.trend is not None
@@ -146,10 +134,8 @@ class Daemon:
                 for t in threads:
                     t.join(timeout=0.2)
         finally:
-            if self.shadow is not None:
-                self.shadow.close()
-                for producer in self._shadow_producer:
-                    producer.close()
+            if self.lifecycle is not None:
+                self.lifecycle.close()
             if server is not None:
                 server.shutdown()
                 server.server_close()
@@ -157,73 +143,10 @@ class Daemon:
 
     def request_reload(self) -> None:
         """SIGHUP: re-read --model at the next batch boundary (or once the score stage is up)."""
-        if self.reloader is not None:
-            self.reloader.request()
+        if self.lifecycle is not None:
+            self.lifecycle.request_reload()
         else:
             self._reload_requested = True
-
-    def _make_reloader(self) -> Any:
-        """A swapper for the score stage; none for a scorer that is not from an artifact (tests)."""
-        from pipeline.model_reload import ModelReloader
-
-        sc: Any = self.scorer
-        if getattr(sc, "artifact", None) is None:
-            return None
-        s = self.settings
-
-        def make_scorer(path: Any) -> Any:
-            from models.runtime import load_scorer
-
-            return load_scorer(path, provider=s.provider, variant=s.variant, threads=s.threads)
-
-        def on_outcome(outcome: str, new: Any) -> None:
-            self.metrics.model_swaps.labels(outcome=outcome).inc()
-            if new is not None:
-                self.metrics.set_model(new.version, new.provider, new.variant, provider_fallback(s, new))
-                if self.monitor is not None:
-                    self.monitor.set_model(new)
-
-        reloader = ModelReloader(
-            s.model,
-            sc,
-            make_scorer=make_scorer,
-            interval_s=s.model_check_interval_s,
-            allow_label_change=s.allow_label_change,
-            on_outcome=on_outcome,
-        )
-        if self._reload_requested:
-            reloader.request()
-        return reloader
-
-    def _make_review(self) -> Any:
-        s = self.settings
-        if s.review_per_s <= 0:
-            return None
-        from pipeline.review import ReviewSampler
-
-        return ReviewSampler(s.review_topic, min_confidence=s.review_min_confidence, per_s=s.review_per_s)
-
-    def _make_shadow(self) -> Any:
-        """The shadow worker for --shadow-model, with a producer of its own for the samples."""
-        if self.shadow_scorer is None:
-            return None
-        from pipeline.shadow import ShadowScorer
-
-        s, sc = self.settings, self.shadow_scorer
-        producer = self._shadow_producer
-
-        def publish(out: list[kafka_io.Outgoing]) -> None:
-            if not producer:  # created on first use: a broker down at start must not stop the daemon
-                producer.append(kafka_io.make_producer(s, f"finsent-shadow-{os.getpid()}"))
-            kafka_io.publish(producer[0], out, timeout_s=10.0)
-
-        self.metrics.shadow_info.info({"version": sc.version, "provider": sc.provider, "variant": sc.variant})
-        log.info("shadow model %s: provider=%s variant=%s", sc.version, sc.provider, sc.variant)
-        shadow = ShadowScorer(
-            sc, self.metrics, s.shadow_topic, publish, sample_per_s=s.shadow_sample_per_s, review=self.review
-        )
-        shadow.start()
-        return shadow
 
     def _guard(self, stage: KafkaStage, body: Callable[[], None]) -> None:
         try:
