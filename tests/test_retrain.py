@@ -35,7 +35,9 @@ def _retrain_args(shell_command: str) -> list[str]:
 def test_compose_profile_and_cronjob_run_the_same_valid_retrain_command() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
     service = compose["services"]["retrain"]
-    assert service["profiles"] == ["retrain"] and service["build"]["args"]["FINSENT_EXTRAS"] == "[train]"
+    assert service["profiles"] == ["retrain"] and service["image"] == "finsent-train:local"
+    dockerfile = (REPO / "deploy/Dockerfile.retrain").read_text(encoding="utf-8")
+    assert "finsent-train:local" in dockerfile and "finsent retrain --help" in dockerfile
     job = yaml.safe_load((REPO / "deploy/kubernetes/retrain-cronjob.yaml").read_text(encoding="utf-8"))
     assert job["kind"] == "CronJob" and job["spec"]["concurrencyPolicy"] == "Forbid"
     (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
