@@ -5,8 +5,8 @@ read by `models.artifact.label_distribution`):
 per head, the share of each class among the model's own predictions on its held-out validation
 split — data drawn like the training data. Comparing predictions with predictions means a model
 that over-predicts a class does not look drifted from its first message. The live side is the mix
-of the last `window` predictions (a count, not a time span: the comparison then always rests on
-the same sample size, whatever the feed's rate). The distance is the population stability index,
+of the last `window` predictions (a count, not a time span, so the comparison rests on the same
+sample size whatever the feed's rate; reported from MIN_MESSAGES on, while the window fills). The distance is the population stability index,
 PSI = sum over classes of (live - ref) * ln(live / ref).
 """
 
@@ -24,6 +24,10 @@ PSI_ALERT = 0.25
 # has a small share instead of log(0); reference shares are floored at REF_FLOOR for the same reason.
 SMOOTHING = 0.5
 REF_FLOOR = 1e-4
+# PSI is reported once the window holds this many predictions (or is full, if smaller): a mix that
+# has not changed at all still shows a PSI of about (classes - 1) / n from sampling alone, 0.04 for
+# 20 topics at 500, far enough under PSI_ALERT; fewer would let noise approach the mark.
+MIN_MESSAGES = 500
 
 
 def psi(reference: Mapping[str, float], counts: Mapping[str, int]) -> float:
@@ -68,8 +72,10 @@ class SlidingMix:
         return len(self._recent) >= self.window
 
 
-def drift(reference: Mapping[str, Mapping[str, float]] | None, mix: SlidingMix) -> dict[str, float] | None:
-    """PSI per head once the window is full; None while drift cannot be judged."""
-    if reference is None or not mix.full():
+def drift(
+    reference: Mapping[str, Mapping[str, float]] | None, mix: SlidingMix, min_messages: int = MIN_MESSAGES
+) -> dict[str, float] | None:
+    """PSI per head once the window holds `min_messages` (or is full); None while it cannot be judged."""
+    if reference is None or len(mix) < min(min_messages, mix.window):
         return None
     return {head: psi(reference[head], mix.counts[head]) for head in HEADS}

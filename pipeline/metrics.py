@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 from models.errors import ConfigError
+from pipeline.model_swap import OUTCOMES as SWAP_OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        for outcome in SWAP_OUTCOMES:  # 0 from the start, not absent
+            self.model_swaps.labels(outcome=outcome)
         self.confidence = Histogram(
             "finsent_prediction_confidence",
             "Top-class probability per scored message, by head (topic, sentiment)",

@@ -36,9 +36,10 @@ class ModelMonitor:
 
     def observe(self, scored: Sequence[ScoredRecord]) -> None:
         conf = self.metrics.confidence
+        topic_h, sent_h = conf.labels(head="topic"), conf.labels(head="sentiment")  # one lookup a batch
         for r in scored:
-            conf.labels(head="topic").observe(r.topic_confidence)
-            conf.labels(head="sentiment").observe(max(r.sentiment_probs.values()))
+            topic_h.observe(r.topic_confidence)
+            sent_h.observe(max(r.sentiment_probs.values()))
         self.mix.add((r.topic, r.sentiment) for r in scored)
         psi = drift(self.reference, self.mix)
         if psi is not None:

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from models.artifact import label_distribution, load_artifact
 from models.runtime import load_scorer
 from pipeline import monitoring as mon
-from pipeline.drift import PSI_ALERT, SlidingMix, drift, psi
+from pipeline.drift import MIN_MESSAGES, PSI_ALERT, SlidingMix, drift, psi
 from pipeline.metrics import Metrics
 from pipeline.model_monitor import ModelMonitor
 from pipeline.records import NewsItem, Origin
@@ -70,14 +70,35 @@ def test_sliding_mix_counts_exactly_the_last_window_predictions(pairs: list, win
     assert mix.counts["sentiment"] == Counter(s for _, s in last)
 
 
-def test_drift_is_unavailable_without_a_reference_or_before_the_window_fills() -> None:
+def test_drift_is_unavailable_without_a_reference_or_before_enough_predictions() -> None:
     mix = SlidingMix(3)
     mix.add([("Macro", "negative")] * 2)
-    assert drift(REF, mix) is None
+    assert drift(REF, mix) is None  # a window smaller than MIN_MESSAGES counts once full
     mix.add([("Macro", "negative")])
     got = drift(REF, mix)
     assert got is not None and got["topic"] > PSI_ALERT and got["sentiment"] > PSI_ALERT
     assert drift(None, mix) is None
+    big = SlidingMix(2000)
+    big.add([("Macro", "negative")] * (MIN_MESSAGES - 1))
+    assert drift(REF, big) is None
+    big.add([("Macro", "negative")])
+    assert drift(REF, big) is not None  # reported from MIN_MESSAGES on, before the window is full
+
+
+def test_an_unchanged_mix_stays_far_under_the_alert_at_min_messages() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    topics = [f"t{i}" for i in range(20)]
+    ref = {"topic": dict.fromkeys(topics, 1 / 20), "sentiment": dict.fromkeys(SENTIMENTS, 1 / 3)}
+    worst = 0.0
+    for _ in range(50):  # samples of the reference mix itself
+        mix = SlidingMix(2000)
+        mix.add(zip(rng.choice(topics, MIN_MESSAGES), rng.choice(SENTIMENTS, MIN_MESSAGES), strict=True))
+        got = drift(ref, mix)
+        assert got is not None
+        worst = max(worst, got["topic"])
+    assert worst < PSI_ALERT / 2
 
 
 def test_manifest_reader_accepts_the_written_shape_and_tolerates_old_or_broken_ones() -> None:
@@ -120,7 +141,7 @@ def test_monitor_exports_confidence_and_psi_and_resets_on_a_new_model(tmp_path: 
     assert g("finsent_drift_reference_available") == 1
     first, _ = score_batch(_items(["oil falls"] * 19), new, now_ms=0)
     monitor.observe(first)
-    assert g("finsent_drift_psi", {"head": "topic"}) is None  # 19 of 20: the window is not full
+    assert g("finsent_drift_psi", {"head": "topic"}) is None  # 19 of a window of 20: not yet
     second, _ = score_batch(_items(["oil falls", "profit beats quarter"]), new, now_ms=0)
     monitor.observe(second)
     # the window: the last 18 of the first batch (the oldest one fell out) and the second batch

@@ -311,7 +311,7 @@ def build() -> dict[str, Any]:
             thresholds=[("green", None), ("red", 0.25)],
             description="Population stability index of the last drift_window_messages predictions. "
             "No line: the artifact has no label distribution (finsent_drift_reference_available 0) "
-            "or the window is not full yet.",
+            "or fewer than 500 predictions since start or swap.",
         ),
         _panel(
             L,
@@ -319,39 +319,6 @@ def build() -> dict[str, Any]:
             [_target("sum by (outcome) (increase(finsent_model_swaps_total[1h]))", "{{outcome}}", "A")],
             w=8,
             description="Reloads of --model in the last hour: swapped, refused_labels, refused_invalid.",
-        ),
-        _panel(
-            L,
-            "Shadow: agreement with the serving model by head",
-            [
-                _target(
-                    "sum by (head) (rate(finsent_shadow_agreements_total[$__rate_interval])) / ignoring (head) "
-                    'group_left sum(rate(finsent_shadow_messages_total{outcome="compared"}[$__rate_interval]))',
-                    "{{head}}",
-                    "A",
-                ),
-                _target(
-                    'sum(rate(finsent_shadow_messages_total{outcome="skipped"}[$__rate_interval])) '
-                    '/ sum(rate(finsent_shadow_messages_total{outcome=~"compared|skipped"}[$__rate_interval]))',
-                    "skipped (behind)",
-                    "B",
-                ),
-            ],
-            unit="percentunit",
-            w=12,
-            description="Only with --shadow-model. Disagreement samples are on news.shadow.",
-        ),
-        _panel(
-            L,
-            "Shadow: most frequent flips (serving -> shadow), last hour",
-            [
-                _target(
-                    "topk(10, sum by (head, serving, shadow) (increase(finsent_shadow_flips_total[1h])))",
-                    "{{head}}: {{serving}} -> {{shadow}}",
-                    "A",
-                )
-            ],
-            w=12,
         ),
     ]
     return {
