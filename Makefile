@@ -12,9 +12,12 @@ VALID ?=
 BASE_MODEL ?=
 EPOCHS ?=
 ARTIFACTS ?= artifacts
+REVIEWED ?=
+EVAL ?=
+TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps test test-fast test-slow lint train-export demo bench corpus clean
+.PHONY: help setup system-deps test test-fast test-slow lint train-export retrain demo bench corpus clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
@@ -55,6 +58,10 @@ corpus: setup ## rebuild the starter corpus and the recorded test feeds from the
 
 train-export: setup ## train -> evaluate -> export -> validate  [DATA= VALID= BASE_MODEL= EPOCHS=]
 	$(BIN)/finsent train --data $(DATA) $(if $(VALID),--valid $(VALID)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(ARTIFACTS)
+
+retrain: setup ## fine-tune on DATA + REVIEWED, publish only if it passes the gate on EVAL  [DATA= REVIEWED= EVAL= BASE_MODEL= EPOCHS=]
+	@if [ -z "$(EVAL)" ]; then echo "retrain: EVAL=<frozen evaluation CSV> is required (README 'The review loop')"; exit 2; fi
+	$(BIN)/finsent retrain --data $(DATA) $(if $(REVIEWED),--reviewed $(REVIEWED)) --eval $(EVAL) --root $(ARTIFACTS) -- $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(TRAIN_ARGS)
 
 demo: setup ## the main job on the embedded default: train if needed, then stream a replay  [DEMO_ARGS=]
 	@if [ ! -e $(ARTIFACTS)/latest/manifest.json ]; then $(MAKE) --no-print-directory train-export; fi

@@ -19,7 +19,10 @@ from models.errors import FinsentError
 COMMAND_MODULES = (
     "training.commands",  # train, export, evaluate
     "models.commands",  # score
+    "models.promote",  # promote
     "pipeline.commands",  # consume, replay
+    "pipeline.review_cli",  # review export|merge
+    "pipeline.retrain",  # retrain
 )
 
 

@@ -77,7 +77,8 @@ _SETTING_FLAGS = (
     "max_message_bytes", "topic_partitions", "create_topics", "security_protocol", "sasl_mechanism",
     "sasl_plain_username", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "group_id", "input_topic",
     "scored_topic", "trends_topic", "dlq_topic", "batch_max_wait_ms", "metrics_host", "metrics_port",
-    "stage", "exit_when_idle_s",
+    "stage", "exit_when_idle_s", "model_check_interval_s", "allow_label_change", "shadow_model",
+    "shadow_topic", "shadow_sample_per_s", "review_topic", "review_per_s", "review_min_confidence",
 )  # fmt: skip
 
 
@@ -115,6 +116,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="SECONDS",
         help="exit (after flushing open windows) once no input arrived for this long",
+    )
+    c.add_argument(
+        "--model-check-interval",
+        dest="model_check_interval_s",
+        type=float,
+        metavar="SECONDS",
+        help="re-check --model for a new target this often and swap to it (default: 10; 0: SIGHUP only)",
+    )
+    c.add_argument(
+        "--allow-label-change",
+        action="store_const",
+        const=True,
+        help="let a swap load a model whose topic labels differ from the running one",
+    )
+    c.add_argument(
+        "--shadow-model",
+        metavar="DIR",
+        help="a candidate artifact that scores the same batches off the hot path (README 'Shadowing')",
+    )
+    c.add_argument("--shadow-topic", help="disagreement samples go here (default: news.shadow)")
+    c.add_argument(
+        "--shadow-sample-per-s",
+        type=float,
+        metavar="N",
+        help="at most this many disagreement samples per second (default: 1)",
+    )
+    c.add_argument("--review-topic", help="unsure messages go here for labelling (default: news.review)")
+    c.add_argument(
+        "--review-per-s",
+        type=float,
+        metavar="N",
+        help="at most N review records per second (default: 1; 0: off)",
+    )
+    c.add_argument(
+        "--review-min-confidence",
+        type=float,
+        metavar="P",
+        help="review a message whose top-class probability on a head is below P (default: 0.5)",
     )
     c.add_argument("--max-messages", type=int, metavar="N", help="exit after N input messages (tests)")
     c.add_argument("--timeout", type=float, metavar="SECONDS", help="exit after this long (tests)")
@@ -160,8 +199,13 @@ def run_consume(args: argparse.Namespace) -> int:
         daemon.stop.set()
         signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
 
+    def on_hangup(_signum: int, _frame: Any) -> None:
+        log.info("SIGHUP received: re-reading %s at the next batch boundary", settings.model)
+        daemon.request_reload()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     return daemon.run(count=args.max_messages, timeout=args.timeout)
 
 

@@ -61,6 +61,23 @@ class Settings:
     provider: str = "auto"
     variant: str | None = None
     threads: int | None = None
+    # Model swaps while running (README "Swapping the model"): how often `model` is re-checked
+    # (0: only on SIGHUP), and whether a model with other topic labels may replace the running one.
+    model_check_interval_s: float = 10.0
+    allow_label_change: bool = False
+    # Drift (README "Confidence and drift"): predictions in the sliding window compared with the
+    # model's validation mix.
+    drift_window_messages: int = 2000
+    # Shadow scoring (README "Shadowing a candidate"): a second model on the same batches, off the
+    # hot path; a rate-limited sample of its disagreements goes to shadow_topic.
+    shadow_model: str | None = None
+    shadow_topic: str = "news.shadow"
+    shadow_sample_per_s: float = 1.0
+    # The review queue (README "The review loop"): unsure messages to review_topic, at most
+    # review_per_s per second (0: off), once per story.
+    review_topic: str = "news.review"
+    review_per_s: float = 1.0
+    review_min_confidence: float = 0.5
     # Micro-batching and input limits
     batch_max_messages: int = 256
     batch_max_wait_ms: int = 50
@@ -80,7 +97,13 @@ class Settings:
         if self.variant is not None:
             _check_choice("variant", self.variant, VARIANTS)
         _check_choice("security_protocol", self.security_protocol, SECURITY_PROTOCOLS)
-        for name in ("batch_max_messages", "max_message_bytes", "topic_partitions", "replication_factor"):
+        for name in (
+            "batch_max_messages",
+            "max_message_bytes",
+            "topic_partitions",
+            "replication_factor",
+            "drift_window_messages",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_max_wait_ms < 0:
@@ -89,6 +112,33 @@ class Settings:
             raise ConfigError(f"metrics_port must be 0..65535 (0 disables), got {self.metrics_port}")
         if self.exit_when_idle_s is not None and self.exit_when_idle_s <= 0:
             raise ConfigError(f"exit_when_idle_s must be > 0, got {self.exit_when_idle_s}")
+        if self.model_check_interval_s < 0:
+            raise ConfigError(f"model_check_interval_s must be >= 0, got {self.model_check_interval_s}")
+        if self.review_per_s < 0:
+            raise ConfigError(f"review_per_s must be >= 0, got {self.review_per_s}")
+        if not 0 <= self.review_min_confidence <= 1:
+            raise ConfigError(f"review_min_confidence must be in 0..1, got {self.review_min_confidence}")
+        if self.review_per_s > 0 and self.review_topic in (
+            self.input_topic,
+            self.scored_topic,
+            self.trends_topic,
+            self.dlq_topic,
+            self.shadow_topic if self.shadow_model is not None else None,
+        ):
+            raise ConfigError(
+                f"review_topic {self.review_topic!r} must differ from the daemon's other topics"
+            )
+        if self.shadow_sample_per_s < 0:
+            raise ConfigError(f"shadow_sample_per_s must be >= 0, got {self.shadow_sample_per_s}")
+        if self.shadow_model is not None and self.shadow_topic in (
+            self.input_topic,
+            self.scored_topic,
+            self.trends_topic,
+            self.dlq_topic,
+        ):
+            raise ConfigError(
+                f"shadow_topic {self.shadow_topic!r} must differ from the daemon's other topics"
+            )
         if self.retry_backoff_max_s <= 0:
             raise ConfigError(f"retry_backoff_max_s must be > 0, got {self.retry_backoff_max_s}")
         if self.threads is not None and self.threads < 1:

@@ -65,10 +65,16 @@ class ScoreStage(KafkaStage):
         super().__init__(settings, metrics, stop, settings.group_id)
         self.scorer = scorer
         self.first_input_seen = False
+        self.reloader: Any = None  # pipeline.model_reload.ModelReloader when the model may be swapped
+        self.monitor: Any = None  # pipeline.model_monitor.ModelMonitor: confidence and drift
+        self.shadow: Any = None  # pipeline.shadow.ShadowScorer with --shadow-model
+        self.review: Any = None  # pipeline.review.ReviewSampler unless review_per_s is 0
 
     def step(self) -> int:
         """One micro-batch: poll, parse, score, publish, commit. Returns the messages handled."""
         s = self.settings
+        if self.reloader is not None:  # between two batches: the only place the model changes
+            self.scorer = self.reloader.between_batches(self.scorer)
         self.rebalanced = False
         batch = collect_batch(
             self.poll,
@@ -112,6 +118,9 @@ class ScoreStage(KafkaStage):
         now_ms = _now_ms()
         out = [Outgoing(s.scored_topic, r.key, r.to_bytes()) for r in scored]
         out.extend(dead_outgoing(s.dlq_topic, dead, now_ms, s.max_message_bytes))
+        # unsure messages ride with their batch: as durable as the scored records, no producer of their own
+        review = self.review.low_confidence(scored) if self.review is not None else []
+        out.extend(review)
         if not self.publish(out):
             log.warning("score stage: stopping with an unpublished batch of %d (not committed)", len(batch))
             return
@@ -140,6 +149,11 @@ class ScoreStage(KafkaStage):
             start = ts if ts is not None and ts > 0 else r.item.event_time_ms
             m.latency.observe(max(0.0, (done_ms - start) / 1000))
         m.last_batch.set(done_ms / 1000)
+        m.review.labels(reason="low_confidence").inc(len(review))
+        if self.monitor is not None:
+            self.monitor.observe(scored)
+        if self.shadow is not None:
+            self.shadow.offer(scored)
 
 
 class AggregateStage(KafkaStage):

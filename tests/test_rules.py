@@ -168,6 +168,13 @@ MUTATIONS = [
         "dead-letter rate stays quiet on a trickle or a low share",
         id="dlq-without-floor",
     ),
+    pytest.param(
+        "model-alerts.yml",
+        "\n        for: 30m\n",
+        "\n        for: 5m\n",
+        "a short excursion or a moderate shift does not fire",
+        id="drift-short-for",
+    ),
 ]
 
 

@@ -53,6 +53,17 @@ def write_reports(reports: dict[str, dict[str, Any]], directory: Path, extra: di
         save_confusion_png(rep, directory / f"confusion_{head}.png", f"{head} head")
 
 
+def label_distribution(reports: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per head, the share of each class among the model's predictions on the validation split
+    (confusion-matrix column sums): the daemon's reference for drift (`pipeline/drift.py`)."""
+    out = {}
+    for head, rep in reports.items():
+        cols = [sum(col) for col in zip(*rep["confusion"], strict=True)]
+        total = sum(cols) or 1
+        out[head] = {label: n / total for label, n in zip(rep["labels"], cols, strict=True)}
+    return out
+
+
 def model_card(manifest: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
     cfg = manifest.get("training_config", {})
     summary = manifest.get("metrics", {})
@@ -133,6 +144,7 @@ def package_artifact(
             "pad_token_id": pad_id,
             "opset": options.opset,
             "export_validation": validation,
+            "label_distribution": label_distribution(inp.reports),
             **inp.extra,
         }
         manifest = write_manifest(staging, manifest)

@@ -26,6 +26,7 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
+from pipeline.drift import MIN_MESSAGES, PSI_ALERT
 from pipeline.spikes import SpikeParams
 
 OUT = Path(__file__).resolve().parent / "dashboards" / "finsent.json"
@@ -274,6 +275,43 @@ def build() -> dict[str, Any]:
         .span(8)
         .height(8),
     ]
+    model_row = db.Row("Model: confidence, drift, swaps").id(ids())
+    model = [
+        _timeseries(
+            ids,
+            "Top-class probability (p10, p50) by head",
+            [
+                _target(
+                    f"histogram_quantile({q}, sum by (le, head) "
+                    "(rate(finsent_prediction_confidence_bucket[$__rate_interval])))",
+                    f"p{round(q * 100)} {{{{head}}}}",
+                    ref,
+                )
+                for q, ref in ((0.1, "A"), (0.5, "B"))
+            ],
+            unit="percentunit",
+            w=8,
+            description="How sure the model is. A falling p10 means more messages it is unsure of.",
+        ),
+        _timeseries(
+            ids,
+            "Drift: PSI against the model's validation mix",
+            [_target("max by (head) (finsent_drift_psi)", "{{head}}", "A")],
+            w=8,
+            thresholds=[("green", None), ("red", PSI_ALERT)],
+            description="Population stability index of the last drift_window_messages predictions; "
+            f"ModelDriftSuspected fires above {PSI_ALERT}. No line: the artifact has no label distribution "
+            f"(finsent_drift_reference_available 0) or fewer than {MIN_MESSAGES} predictions since start "
+            "or swap.",
+        ),
+        _timeseries(
+            ids,
+            "Model swaps and refusals",
+            [_target("sum by (outcome) (increase(finsent_model_swaps_total[1h]))", "{{outcome}}", "A")],
+            w=8,
+            description="Reloads of --model in the last hour: swapped, refused_labels, refused_invalid.",
+        ),
+    ]
     topic = (
         db.QueryVariable("topic")
         .label("Topic")
@@ -311,6 +349,9 @@ def build() -> dict[str, Any]:
         board = board.with_panel(panel)
     board = board.with_row(pipeline_row)
     for panel in pipeline:
+        board = board.with_panel(panel)
+    board = board.with_row(model_row)
+    for panel in model:
         board = board.with_panel(panel)
     doc: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
     # The SDK's AnnotationQuery has no fields for the Prometheus annotation options (its datasource
