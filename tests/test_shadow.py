@@ -19,8 +19,7 @@ from pipeline.scoring import score_batch
 from pipeline.shadow import ShadowScorer, compare
 from tests.support.broker import Broker, free_port, read_topic, values
 from tests.support.daemon_procs import finsent, sample, scrape, start_consume, write_feed
-from tests.test_daemon import good_rows
-from tests.test_model_swap import toy_version
+from tests.support.toy_artifact import good_rows, toy_version
 
 
 def _pred(topic: str, sentiment: str) -> Prediction:

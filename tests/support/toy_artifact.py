@@ -5,13 +5,21 @@ of input made of its words. Shared by the artifact, scoring, daemon and replay t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from models.artifact import TOKENIZER_FILE, new_version, publish, write_labels, write_manifest
+from models.artifact import (  # noqa: F401 - point_latest is re-exported for the swap tests
+    TOKENIZER_FILE,
+    new_version,
+    point_latest,
+    publish,
+    write_labels,
+    write_manifest,
+)
 from pipeline.records import iso_utc
 
 TOPICS = ["Energy | Oil", "Earnings", "Macro"]
@@ -98,3 +106,42 @@ def good_rows(n: int, prefix: str = "g") -> list[dict]:
         }
         for i in range(n)
     ]
+
+
+OTHER_TOPICS = ["Energy | Oil", "Earnings", "Crypto"]
+
+
+def toy_version(
+    root: Path, version: str, *, seed: int = 0, topics: list[str] | None = None, **manifest_extra: Any
+) -> Path:
+    """A toy artifact (hand-built ONNX graph with 3 topic columns) at `root/<version>`."""
+    topics = topics or TOPICS
+    staging = root / f".staging-{version}"
+    (staging / "tokenizer").mkdir(parents=True)
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(
+        [" ".join(WORDS)] * 3, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]"])
+    )
+    tok.save(str(staging / TOKENIZER_FILE))
+    onnx.save(_graph(tok.get_vocab_size(), 8, seed=seed), str(staging / "model.onnx"))
+    write_labels(staging, topics, SENTIMENTS)
+    manifest = {
+        "version": version,
+        "base_model": "toy",
+        "max_length": 16,
+        "pad_token_id": 0,
+        **manifest_extra,
+    }
+    write_manifest(staging, {**manifest, "labels": {"topic": topics, "sentiment": SENTIMENTS}})
+    final = root / version
+    staging.rename(final)
+    return final
+
+
+def corrupt(artifact: Path) -> Path:
+    """Overwrite the last bytes of the ONNX graph, as a half-finished copy would leave it."""
+    with open(artifact / "model.onnx", "r+b") as fh:
+        fh.seek(-8, 2)
+        fh.write(b"\x00" * 8)
+    return artifact / "model.onnx"
