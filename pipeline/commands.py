@@ -79,16 +79,20 @@ _SETTING_FLAGS = (
     "scored_topic", "trends_topic", "dlq_topic", "batch_max_wait_ms", "metrics_host", "metrics_port",
     "stage", "exit_when_idle_s", "model_check_interval_s", "allow_label_change", "shadow_model",
     "shadow_topic", "shadow_sample_per_s", "review_topic", "review_per_s", "review_min_confidence",
+    "event_time_max_ahead_ms", "event_time_max_behind_ms",
 )  # fmt: skip
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Any:
-    from pipeline.settings import load_settings
+    from pipeline.settings import load_settings, mask_secrets_in_logs
 
     overrides = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
     overrides["trends"] = _trend_pairs(getattr(args, "trend", None))
     overrides.update(extra)
-    return load_settings(config_file=args.config, overrides=overrides)
+    settings = load_settings(config_file=args.config, overrides=overrides)
+    # Before any Kafka client exists: kafka-python logs its configuration (passwords too) at DEBUG.
+    mask_secrets_in_logs(settings.secrets())
+    return settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -110,6 +114,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--metrics-host", help="default: 0.0.0.0")
     c.add_argument("--metrics-port", type=int, metavar="N", help="default: 9400; 0 disables")
     c.add_argument("--stage", choices=("all", "score", "aggregate"), help="default: all")
+    c.add_argument(
+        "--event-time-max-ahead-ms",
+        type=int,
+        metavar="MS",
+        help="dead-letter events further ahead of their record timestamp (default: 86400000, a day)",
+    )
+    c.add_argument(
+        "--event-time-max-behind-ms",
+        type=int,
+        metavar="MS",
+        help="dead-letter events further behind their record timestamp (default: 2592000000, 30 days)",
+    )
     c.add_argument(
         "--exit-when-idle",
         dest="exit_when_idle_s",

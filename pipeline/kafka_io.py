@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from models.errors import FinsentError
-from pipeline.settings import Settings
+from pipeline.settings import Settings, bootstrap_list
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +50,7 @@ class Outgoing:
 
 def _base(settings: Settings, client_id: str) -> dict[str, Any]:
     return {
-        "bootstrap_servers": [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()],
+        "bootstrap_servers": bootstrap_list("bootstrap_servers", settings.bootstrap_servers),
         "client_id": client_id,
         **settings.kafka_security(),
     }
