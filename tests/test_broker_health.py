@@ -49,3 +49,16 @@ def test_a_dead_letter_quoting_a_lone_surrogate_still_serialises() -> None:
     d = DeadLetter("bad_field_type", "news.raw[0]@1: 'source' \ud800", b"x", Origin("news.raw", 0, 1, None))
     (o,) = dead_outgoing("news.dlq", [d], 0)
     assert json.loads(o.value)["reason"] == "bad_field_type"
+
+
+def test_readme_states_the_numbers_the_code_uses() -> None:
+    from pathlib import Path
+
+    from pipeline.broker_health import PROBE_INTERVAL_S, PROBE_TIMEOUT_S
+    from pipeline.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert PROBE_INTERVAL_S == 1.0 and "every second" in readme
+    assert f"sets 0 after {PROBE_TIMEOUT_S:.0f} s without an answer" in readme
+    for value in (Settings.event_time_max_ahead_ms, Settings.event_time_max_behind_ms):
+        assert f"{value:,}".replace(",", " ") in readme
