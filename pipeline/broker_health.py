@@ -100,9 +100,10 @@ class BrokerProbe:
                 log.debug("broker probe: %s", exc)
                 up = False
             if up:
-                if self.health.answered(time.monotonic()) and was_up is False:
+                resumed = self.health.answered(time.monotonic()) and was_up is False
+                if resumed:
                     log.info("broker answers again")
-                self.metrics.broker_ok()
+                self.metrics.broker_probe(True, resumed=resumed)
             else:
                 if was_up is not False:
                     log.warning(
@@ -110,7 +111,7 @@ class BrokerProbe:
                         self.settings.bootstrap_servers,
                         self.health.timeout_s,
                     )
-                self.metrics.broker_failed()
+                self.metrics.broker_probe(False)
             was_up = up
             self.stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
         self._close()

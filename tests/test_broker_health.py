@@ -62,3 +62,30 @@ def test_readme_states_the_numbers_the_code_uses() -> None:
     assert f"sets 0 after {PROBE_TIMEOUT_S:.0f} s without an answer" in readme
     for value in (Settings.event_time_max_ahead_ms, Settings.event_time_max_behind_ms):
         assert f"{value:,}".replace(",", " ") in readme
+
+
+def test_broker_up_needs_both_an_answering_probe_and_a_successful_last_operation() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.metrics import Metrics
+
+    reg = CollectorRegistry()
+    m = Metrics(reg)
+
+    def up() -> float | None:
+        return reg.get_sample_value("finsent_broker_up")
+
+    m.broker_ok()
+    assert up() == 1
+    m.broker_probe(False)  # silent broker: poll comes back empty, nothing failed, yet it is down
+    assert up() == 0
+    m.broker_ok()  # an operation that still succeeded (buffered) does not override the silence
+    assert up() == 0
+    m.broker_probe(True, resumed=True)
+    assert up() == 1
+    m.broker_failed()  # answers probes but refuses to publish: still down
+    m.broker_probe(True)
+    assert up() == 0
+    m.broker_ok()
+    assert up() == 1
+    assert reg.get_sample_value("finsent_broker_errors_total") == 2
