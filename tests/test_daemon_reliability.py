@@ -140,3 +140,49 @@ def test_a_frozen_broker_is_not_idleness_and_broker_up_drops_during_the_freeze(
     ids = {r["id"] for r in values(read_topic(bs, "news.scored", done=lambda r: len(r) >= n, timeout_s=60))}
     assert ids == {f"g{i}" for i in range(n)}  # nothing left unscored
     assert "idle clock is paused" in log.read_text()
+
+
+@pytest.mark.integration
+def test_an_outage_after_the_input_is_done_does_not_count_as_idle_time(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    # Everything is scored, then the broker freezes for longer than --exit-when-idle: the idle clock
+    # must wait for the broker to answer again (it used to run through the outage and end the run).
+    art = build_toy_artifact(tmp_path)
+    bs = kafka_broker.bootstrap
+    idle_s, freeze_s = 8, 20
+    assert (
+        finsent(
+            "replay", str(write_feed(tmp_path / "f.jsonl", good_rows(20))), "--bootstrap-servers", bs
+        ).returncode
+        == 0
+    )
+    port = free_port()
+    log = tmp_path / "consume.log"
+    proc = start_consume(
+        log, "--bootstrap-servers", bs, "--model", str(art), "--metrics-host", "127.0.0.1",
+        "--metrics-port", str(port), "--exit-when-idle", str(idle_s),
+    )  # fmt: skip
+    tansu = kafka_broker.proc.pid
+    try:
+        handled, deadline = 0.0, time.monotonic() + 90
+        while handled < 20 and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                handled = sample(scrape(port), "finsent_messages_total", outcome="scored") or 0
+            time.sleep(0.1)
+        assert handled == 20
+        os.kill(tansu, signal.SIGSTOP)
+        try:
+            time.sleep(freeze_s)
+            assert "idle for" not in log.read_text(), (
+                "the outage counted as idleness:\n" + log.read_text()[-3000:]
+            )
+            assert proc.poll() is None
+        finally:
+            os.kill(tansu, signal.SIGCONT)
+        resumed = time.monotonic()
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+        assert time.monotonic() - resumed >= idle_s - 1  # the clock started again when the broker answered
+    finally:
+        if proc.poll() is None:
+            proc.kill()
