@@ -199,7 +199,8 @@ def test_secrets_are_masked_in_every_log_record(caplog: pytest.LogCaptureFixture
 
     try:
         mask_secrets_in_logs(["hunter2", None, ""])
-        with caplog.at_level(logging.DEBUG):
+        # Other tests may have set the kafka loggers' level: set it here, for this logger too.
+        with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="kafka.admin.client"):
             logging.getLogger("kafka.admin.client").debug("config: %s", {"sasl_plain_password": "hunter2"})
             logging.getLogger("finsent.other").warning("plain hunter2 text")
         assert "hunter2" not in caplog.text and caplog.text.count("***") == 2
