@@ -18,8 +18,7 @@ import pytest
 from pipeline.broker_health import PROBE_TIMEOUT_S
 from tests.support.broker import Broker, free_port, read_topic, values
 from tests.support.daemon_procs import finsent, sample, scrape, start_consume, write_feed
-from tests.test_artifact import build_toy_artifact
-from tests.test_daemon import good_rows
+from tests.support.toy_artifact import build_toy_artifact, good_rows
 
 POISON = [
     # Parse, but leave years 1..9999 once converted to UTC.
