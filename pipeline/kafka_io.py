@@ -58,6 +58,10 @@ def client_config(settings: Settings, client_id: str) -> dict[str, Any]:
     }
 
 
+# The name this had before it was public; review_cli (and branches in flight) import it.
+_base = client_config
+
+
 def make_consumer(settings: Settings, group_id: str, client_id: str, max_poll_records: int) -> Any:
     from kafka import KafkaConsumer
 
