@@ -28,7 +28,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +55,18 @@ def start_broker(log_path: Path) -> Broker:
     return Broker(None, log_path)
 
 
-def replay(bootstrap: str, feed: Path, *, speed: float | None, log_path: Path, partitions: int) -> None:
+def replay(
+    bootstrap: str,
+    feed: Path,
+    *,
+    speed: float | None,
+    log_path: Path,
+    partitions: int,
+    extra: Sequence[str] = (),
+) -> None:
     pace = ["--as-fast-as-possible"] if speed is None else ["--speed", str(speed)]
     cmd = finsent_argv(
-        "replay", str(feed), "--bootstrap-servers", bootstrap, "--partitions", str(partitions), *pace
+        "replay", str(feed), "--bootstrap-servers", bootstrap, "--partitions", str(partitions), *pace, *extra
     )
     with open(log_path, "ab") as log:
         rc = subprocess.run(
@@ -306,7 +314,11 @@ def latency(
     """Ingest-to-published latency percentiles at a fixed offered rate (messages/s)."""
     n = len(messages)
     workdir.mkdir(parents=True, exist_ok=True)
-    feed = write_feed(messages, workdir / "latency.jsonl", interval_s=1.0 / rate)
+    # Ingest time is the producer's clock (`--timestamps now`), so published_at must be near it too:
+    # the daemon dead-letters event times more than 30 days behind the record timestamp.
+    feed = write_feed(
+        messages, workdir / "latency.jsonl", interval_s=1.0 / rate, start=datetime.now(timezone.utc)
+    )
     log = workdir / "daemon-latency.log"
     log.unlink(missing_ok=True)
     broker = start_broker(workdir / "tansu-latency.log")
@@ -315,7 +327,14 @@ def latency(
         daemon = Daemon(broker.bootstrap, model, provider, variant, n, log, extra).start()
         daemon.wait_for(ASSIGNED, timeout_s=120)
         t0 = time.monotonic()
-        replay(broker.bootstrap, feed, speed=1.0, log_path=workdir / "replay.log", partitions=partitions)
+        replay(
+            broker.bootstrap,
+            feed,
+            speed=1.0,
+            log_path=workdir / "replay.log",
+            partitions=partitions,
+            extra=["--timestamps", "now"],
+        )
         replay_s = time.monotonic() - t0
         rc = daemon.wait(timeout_s)
         if rc != 0:

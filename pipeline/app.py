@@ -19,6 +19,7 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry
 
 from pipeline import kafka_io, model_lifecycle
+from pipeline.broker_health import BrokerHealth, BrokerProbe
 from pipeline.kafka_io import Backoff
 from pipeline.kafka_stage import KafkaStage
 from pipeline.metrics import Metrics
@@ -60,6 +61,7 @@ class Daemon:
         self.shadow_scorer: Any = None  # --shadow-model, loaded with the serving model
         self.lifecycle: Any = None  # pipeline.model_lifecycle.ModelLifecycle: swaps, drift, review, shadow
         self._reload_requested = False
+        self.health = BrokerHealth()
 
     def load_model(self) -> None:
         if self.scorer is not None or self.settings.stage == "aggregate":
@@ -81,6 +83,9 @@ class Daemon:
             from pipeline.metrics import serve
 
             server = serve(self.registry, s.metrics_host, s.metrics_port)
+        # Before topic creation, so finsent_broker_up tells the truth while that is retried too.
+        probe_stop = threading.Event()
+        probe = BrokerProbe(s, self.health, self.metrics, probe_stop).start()
         try:
             if self.scorer is not None:
                 sc: Any = self.scorer
@@ -117,10 +122,12 @@ class Daemon:
                 self.lifecycle.attach(self.score_stage)
                 if self._reload_requested:
                     self.lifecycle.request_reload()
+                self.score_stage.health = self.health
                 threads.append(threading.Thread(target=self._score_loop, args=(count,), name="score"))
             if s.stage in ("all", "aggregate"):
                 assert self.trend is not None
                 self.agg_stage = AggregateStage(s, self.metrics, self.stop, self.trend)
+                self.agg_stage.health = self.health
                 agg_count = count if s.stage == "aggregate" else None
                 threads.append(threading.Thread(target=self._agg_loop, args=(agg_count,), name="aggregate"))
             for t in threads:
@@ -136,6 +143,8 @@ class Daemon:
         finally:
             if self.lifecycle is not None:
                 self.lifecycle.close()
+            probe_stop.set()
+            probe.join()
             if server is not None:
                 server.shutdown()
                 server.server_close()

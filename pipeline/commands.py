@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from models.errors import ConfigError
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,20 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="FIELD=VALUE",
         help="a trend/spike setting, e.g. window_ms=60000 (repeatable; README 'Configuration')",
     )
+    p.add_argument(
+        "--event-time-max-ahead-ms",
+        type=int,
+        metavar="MS",
+        help="dead-letter events further ahead of their record timestamp "
+        f"(default: {Settings.event_time_max_ahead_ms})",
+    )
+    p.add_argument(
+        "--event-time-max-behind-ms",
+        type=int,
+        metavar="MS",
+        help="dead-letter events further behind their record timestamp "
+        f"(default: {Settings.event_time_max_behind_ms})",
+    )
     p.add_argument("--security-protocol", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
     p.add_argument(
         "--sasl-mechanism", help="e.g. PLAIN, SCRAM-SHA-512 (password: FINSENT_SASL_PLAIN_PASSWORD)"
@@ -79,16 +94,20 @@ _SETTING_FLAGS = (
     "scored_topic", "trends_topic", "dlq_topic", "batch_max_wait_ms", "metrics_host", "metrics_port",
     "stage", "exit_when_idle_s", "model_check_interval_s", "allow_label_change", "shadow_model",
     "shadow_topic", "shadow_sample_per_s", "review_topic", "review_per_s", "review_min_confidence",
+    "event_time_max_ahead_ms", "event_time_max_behind_ms",
 )  # fmt: skip
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Any:
-    from pipeline.settings import load_settings
+    from pipeline.settings import load_settings, mask_secrets_in_logs
 
     overrides = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
     overrides["trends"] = _trend_pairs(getattr(args, "trend", None))
     overrides.update(extra)
-    return load_settings(config_file=args.config, overrides=overrides)
+    settings = load_settings(config_file=args.config, overrides=overrides)
+    # Before any Kafka client exists: kafka-python logs its configuration (passwords too) at DEBUG.
+    mask_secrets_in_logs(settings.secrets())
+    return settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -176,6 +195,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--b64", action="store_true", help="lines are JSON objects whose 'b64' field holds the bytes"
     )
+    r.add_argument(
+        "--timestamps",
+        choices=("published", "now"),
+        default="published",
+        help="Kafka record timestamp of each line: its published_at (default; a recorded feed stays "
+        "within the daemon's event-time bounds) or the producer's clock (latency measurements)",
+    )
     r.add_argument("--direct", action="store_true", help="no broker: run the pipeline over FILE")
     r.add_argument("--out", metavar="FILE", help="--direct: trend records JSONL (default: stdout)")
     r.add_argument("--scored-out", metavar="FILE", help="--direct: also write scored records here")
@@ -218,7 +244,14 @@ def run_replay(args: argparse.Namespace) -> int:
         from pipeline.replay import replay_to_kafka
 
         topic = args.topic or settings.input_topic
-        sent = replay_to_kafka(settings, args.file, topic, speed=speed, b64=args.b64)
+        sent = replay_to_kafka(
+            settings,
+            args.file,
+            topic,
+            speed=speed,
+            b64=args.b64,
+            keep_published_time=args.timestamps == "published",
+        )
         print(f"replayed {sent} messages to {topic}", file=sys.stderr)
         return 0
 
@@ -235,6 +268,7 @@ def run_replay(args: argparse.Namespace) -> int:
         batch_size=settings.batch_max_messages,
         max_bytes=settings.max_message_bytes,
         b64=args.b64,
+        bounds=settings.event_time_bounds(),
     )
     now = result.scored[0].scored_at_ms if result.scored else 0
     outputs = [(args.out, [r.to_json_dict() for r in result.trends])]  # None: stdout

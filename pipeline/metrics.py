@@ -7,6 +7,7 @@ only together. Units are in the names: `*_seconds`, `*_messages`, `*_total` for 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -149,8 +150,15 @@ class Metrics:
             "1 when a GPU was requested or expected but the model runs on the CPU",
             registry=r,
         )
-        self.broker_up = Gauge("finsent_broker_up", "1 when the last broker operation succeeded", registry=r)
-        self.broker_errors = Counter("finsent_broker_errors", "Failed broker operations", registry=r)
+        self.broker_up = Gauge(
+            "finsent_broker_up", "1 while the broker answers and the last operation succeeded", registry=r
+        )
+        self.broker_errors = Counter(
+            "finsent_broker_errors", "Failed broker operations and unanswered probes", registry=r
+        )
+        self._broker_lock = threading.Lock()
+        self._ops_ok = False  # no operation yet: 0 until the stages connect
+        self._probe_ok = True  # no probe yet (or none running): the operations decide
         self.last_batch = Gauge(
             "finsent_last_batch_timestamp_seconds", "Unix time of the last scored batch", registry=r
         )
@@ -172,12 +180,33 @@ class Metrics:
             self.spike_score.labels(topic=topic).set(g.spike_score)
             self.spike_active.labels(topic=topic).set(1 if g.spike_active else 0)
 
+    # finsent_broker_up is 1 only while the probe gets answers (see broker_health) *and* the last
+    # operation of the stages succeeded: the probe alone would hide a broker that answers but refuses
+    # to publish, the operations alone miss a silent broker (an empty poll is not an answer).
     def broker_ok(self) -> None:
-        self.broker_up.set(1)
+        with self._broker_lock:
+            self._ops_ok = True
+            self._set_broker_up()
 
     def broker_failed(self) -> None:
-        self.broker_up.set(0)
+        with self._broker_lock:
+            self._ops_ok = False
+            self._set_broker_up()
         self.broker_errors.inc()
+
+    def broker_probe(self, answered: bool, resumed: bool = False) -> None:
+        """The probe's verdict; `resumed` (first answer after a silence) clears an operation failure,
+        which the silence explains, until the next operation says otherwise."""
+        with self._broker_lock:
+            self._probe_ok = answered
+            if resumed:
+                self._ops_ok = True
+            self._set_broker_up()
+        if not answered:
+            self.broker_errors.inc()
+
+    def _set_broker_up(self) -> None:
+        self.broker_up.set(1 if self._ops_ok and self._probe_ok else 0)
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> Any:

@@ -23,7 +23,7 @@ from pipeline.kafka_io import Outgoing
 from pipeline.kafka_stage import KafkaStage
 from pipeline.metrics import Metrics
 from pipeline.records import DeadLetter, NewsItem, Origin, parse_message
-from pipeline.scoring import ScorerLike, score_batch
+from pipeline.scoring import ScoredRecord, ScorerLike, score_batch
 from pipeline.settings import Settings
 from pipeline.trends import EventError, TrendRecord, TrendSettings
 
@@ -46,14 +46,35 @@ def trend_outgoing(topic_name: str, records: list[TrendRecord]) -> list[Outgoing
 def dead_outgoing(
     topic_name: str, dead: list[DeadLetter], now_ms: int, max_raw_bytes: int | None = None
 ) -> list[Outgoing]:
-    return [
-        Outgoing(
-            topic_name,
-            d.reason.encode(),
-            json.dumps(d.to_dict(now_ms, max_raw_bytes), ensure_ascii=False).encode("utf-8"),
-        )
-        for d in dead
-    ]
+    return [Outgoing(topic_name, d.reason.encode(), _dead_bytes(d, now_ms, max_raw_bytes)) for d in dead]
+
+
+def _dead_bytes(d: DeadLetter, now_ms: int, max_raw_bytes: int | None) -> bytes:
+    record = d.to_dict(now_ms, max_raw_bytes)
+    try:
+        return json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate quoted in the message: \u-escapes are valid JSON and always encode.
+        return json.dumps(record, ensure_ascii=True).encode("ascii")
+
+
+def scored_outgoing(
+    topic_name: str, scored: list[ScoredRecord]
+) -> tuple[list[Outgoing], list[ScoredRecord], list[DeadLetter]]:
+    """Serialise each scored record on its own: one that cannot be written (a value no check caught)
+    is dead-lettered as `serialization_failed` with its input bytes, and its batch mates go on."""
+    out: list[Outgoing] = []
+    ok: list[ScoredRecord] = []
+    dead: list[DeadLetter] = []
+    for r in scored:
+        try:
+            out.append(Outgoing(topic_name, r.key, r.to_bytes()))
+            ok.append(r)
+        except Exception as exc:
+            it = r.item
+            msg = f"{it.origin}: id {it.id!r}: scored record not serialisable: {type(exc).__name__}: {exc}"
+            dead.append(DeadLetter("serialization_failed", msg, it.raw, it.origin, it.id))
+    return out, ok, dead
 
 
 class ScoreStage(KafkaStage):
@@ -104,9 +125,12 @@ class ScoreStage(KafkaStage):
         s, m = self.settings, self.metrics
         items: list[NewsItem] = []
         dead: list[DeadLetter] = []
+        bounds, parsed_at_ms = s.event_time_bounds(), _now_ms()
         for rec in batch:
             origin = Origin(rec.topic, rec.partition, rec.offset, rec.timestamp)
-            parsed = parse_message(rec.value, origin, max_bytes=s.max_message_bytes)
+            parsed = parse_message(
+                rec.value, origin, max_bytes=s.max_message_bytes, bounds=bounds, now_ms=parsed_at_ms
+            )
             if isinstance(parsed, DeadLetter):
                 dead.append(parsed)
             else:
@@ -116,7 +140,8 @@ class ScoreStage(KafkaStage):
         elapsed = time.perf_counter() - t0
         dead.extend(failed)
         now_ms = _now_ms()
-        out = [Outgoing(s.scored_topic, r.key, r.to_bytes()) for r in scored]
+        out, scored, unwritable = scored_outgoing(s.scored_topic, scored)
+        dead.extend(unwritable)
         out.extend(dead_outgoing(s.dlq_topic, dead, now_ms, s.max_message_bytes))
         # unsure messages ride with their batch: as durable as the scored records, no producer of their own
         review = self.review.low_confidence(scored) if self.review is not None else []

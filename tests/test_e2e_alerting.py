@@ -67,10 +67,13 @@ def _require_tools() -> None:
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     from kafka import KafkaProducer
 
+    from pipeline.replay import peek, record_timestamp
+
     producer = KafkaProducer(bootstrap_servers=bootstrap)
     try:
         for value in values:
-            producer.send(topic, value)
+            # Timestamped like `finsent replay` does: the recorded day is months behind the clock.
+            producer.send(topic, value, timestamp_ms=record_timestamp(peek(value)[1]))
         producer.flush(timeout=10)
     finally:
         producer.close()

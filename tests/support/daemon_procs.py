@@ -21,10 +21,16 @@ __all__ = ["FINSENT", "REPO", "clean_env", "finsent", "sample", "scrape", "start
 finsent = run_finsent
 
 
-def start_consume(log_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_consume(
+    log_path: Path, *args: str, env: dict[str, str] | None = None, verbose: bool = False
+) -> subprocess.Popen:
     log = open(log_path, "wb")  # noqa: SIM115 - the child holds it; closed when the test ends
     return subprocess.Popen(
-        finsent_argv("consume", *args), stdout=log, stderr=subprocess.STDOUT, env=env or clean_env(), cwd=REPO
+        finsent_argv(*(["-v"] if verbose else []), "consume", *args),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env or clean_env(),
+        cwd=REPO,
     )
 
 
