@@ -82,7 +82,9 @@ def test_other_figures_names_or_directions_are_other_stories() -> None:
         "Ravenhill Biosciences drug succeeds in late-stage trial",
         "Ravenhill Biosciences drug fails in late-stage trial",
     )
-    assert same("Kestrel Software shares jump on cloud revenue", "Kestrel Software shares surge on cloud revenue")
+    assert same(
+        "Kestrel Software shares jump on cloud revenue", "Kestrel Software shares surge on cloud revenue"
+    )
 
 
 def test_a_redelivered_id_gets_its_first_answer_back() -> None:
