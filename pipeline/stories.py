@@ -35,7 +35,7 @@ import numpy as np
 
 HOUR_MS = 3_600_000
 DEFAULT_HORIZON_MS = 6 * HOUR_MS  # a wire story's updates usually follow within hours
-DEFAULT_CAPACITY = 100_000  # entries kept whatever the horizon (a burst cannot grow memory without end)
+DEFAULT_CAPACITY = 50_000  # entries kept whatever the horizon (a burst cannot grow memory without end)
 JACCARD_MIN = 0.5  # shingle-set similarity at which two texts are one story (docs/BENCHMARKS.md)
 CONTAINMENT_MIN = 0.8  # ... or this share of the shorter text's shingles in the longer one,
 CONTAINMENT_MIN_SHINGLES = 9  # when the shorter has at least this many (about five content words)
@@ -173,26 +173,29 @@ _M1, _M2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
 
 
-def band_keys(sh: Iterable[int]) -> list[int]:
-    """The LSH band keys of a shingle set: its MinHash signature cut into bands of ROWS_PER_BAND,
-    each band packed into one int with its band number."""
-    x = np.fromiter(sh, dtype=np.uint64)
-    if x.size == 0:
-        return []
-    v = x[:, None] ^ _SEEDS[None, :]
+_BAND_SALT = np.arange(NUM_PERM // ROWS_PER_BAND, dtype=np.uint64) * _M2
+
+
+def _fmix(v: np.ndarray) -> np.ndarray:
     v ^= v >> _S33
     v *= _M1
     v ^= v >> _S33
     v *= _M2
     v ^= v >> _S33
-    sig = v.min(axis=0).tolist()
-    keys = []
-    for band, i in enumerate(range(0, NUM_PERM, ROWS_PER_BAND)):
-        key = band
-        for value in sig[i : i + ROWS_PER_BAND]:
-            key = (key << 64) | value
-        keys.append(key)
-    return keys
+    return v
+
+
+def band_keys(sh: Iterable[int]) -> np.ndarray:
+    """The LSH band keys of a shingle set: its MinHash signature cut into bands of ROWS_PER_BAND,
+    each band (with its number) hashed to one uint64. A collision only adds a candidate to check."""
+    x = np.fromiter(sh, dtype=np.uint64)
+    if x.size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    sig = _fmix(x[:, None] ^ _SEEDS[None, :]).min(axis=0).reshape(-1, ROWS_PER_BAND)
+    key = _BAND_SALT.copy()
+    for row in range(ROWS_PER_BAND):
+        key = _fmix(key ^ sig[:, row])
+    return key
 
 
 def similar(a: frozenset[int], b: frozenset[int], containment: bool = True) -> float:
@@ -236,7 +239,7 @@ class _Entry:
     story: str
     shingles: bytes  # packed uint32 digests: a tenth of a frozenset's memory
     rest: Fingerprint  # the fingerprint without its shingles
-    bands: list[int]
+    bands: bytes  # the band keys, packed uint64
     exact: str
     item_id: str | None
 
@@ -262,7 +265,8 @@ class StoryIndex:
         self.min_similarity = min_similarity
         self._entries: dict[int, _Entry] = {}
         self._by_time: list[tuple[int, int]] = []  # (event time, seq): eviction order
-        self._buckets: dict[int, list[int]] = {}  # band key -> entries (seq), oldest first
+        # band key -> the entry (seq) with it, or a list of them when several: most keys have one
+        self._buckets: dict[int, int | list[int]] = {}
         self._exact: dict[str, int] = {}  # normalised-text key -> newest entry with it
         self._ids: dict[str, StoryAssignment] = {}
         self._seq = 0
@@ -282,12 +286,13 @@ class StoryIndex:
         stripped = _strip(text)
         exact = story_key(text, _fold(stripped))
         fp = fingerprint(text, stripped)
-        bands = band_keys(fp.shingles)
+        bands = band_keys(fp.shingles).tolist()
         match = self._match(exact, fp, bands, event_time_ms)
         result = StoryAssignment(exact, True) if match is None else StoryAssignment(match.story, False)
         packed = np.fromiter(fp.shingles, dtype=np.uint32).tobytes()
         rest = replace(fp, shingles=frozenset())
-        entry = _Entry(self._seq, event_time_ms, result.story, packed, rest, bands, exact, item_id)
+        keys = np.array(bands, dtype=np.uint64).tobytes()
+        entry = _Entry(self._seq, event_time_ms, result.story, packed, rest, keys, exact, item_id)
         self._add(entry, result)
         self._evict(cutoff)  # an event already beyond the horizon is answered, not remembered
         return result
@@ -301,7 +306,11 @@ class StoryIndex:
             return self._entries[seq]
         candidates: set[int] = set()
         for b in bands:
-            candidates.update(self._buckets.get(b, ()))
+            found = self._buckets.get(b)
+            if isinstance(found, int):
+                candidates.add(found)
+            elif found is not None:
+                candidates.update(found)
         best: tuple[float, int] | None = None
         for c in candidates:
             e = self._entries[c]
@@ -317,8 +326,14 @@ class StoryIndex:
         self._seq += 1
         self._entries[e.seq] = e
         heapq.heappush(self._by_time, (e.event_time_ms, e.seq))
-        for b in e.bands:
-            self._buckets.setdefault(b, []).append(e.seq)
+        for b in np.frombuffer(e.bands, dtype=np.uint64).tolist():
+            found = self._buckets.get(b)
+            if found is None:
+                self._buckets[b] = e.seq
+            elif isinstance(found, int):
+                self._buckets[b] = [found, e.seq]
+            else:
+                found.append(e.seq)
         self._exact[e.exact] = e.seq
         if e.item_id is not None:
             self._ids[e.item_id] = result
@@ -332,11 +347,14 @@ class StoryIndex:
     def _pop(self) -> None:
         _, seq = heapq.heappop(self._by_time)
         e = self._entries.pop(seq)
-        for b in e.bands:
-            bucket = self._buckets[b]
-            bucket.remove(seq)  # usually at the front: the oldest entries go first
-            if not bucket:
+        for b in np.frombuffer(e.bands, dtype=np.uint64).tolist():
+            found = self._buckets[b]
+            if isinstance(found, int):
                 del self._buckets[b]
+                continue
+            found.remove(seq)  # usually at the front: the oldest entries go first
+            if len(found) == 1:
+                self._buckets[b] = found[0]
         if self._exact.get(e.exact) == seq:
             del self._exact[e.exact]
         if e.item_id is not None:
