@@ -15,6 +15,7 @@ import json
 import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 SEED = 11
 OUT = Path(__file__).resolve().parents[1] / "tests" / "feeds" / "reprints.jsonl"
@@ -129,7 +130,7 @@ def _variants(head: str, clause: str, rng: random.Random) -> list[tuple[str, str
     ]
 
 
-def build(seed: int = SEED) -> list[dict]:
+def build(seed: int = SEED) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     rows = []
     for n, (head, clause, tickers) in enumerate(STORIES):
@@ -139,7 +140,11 @@ def build(seed: int = SEED) -> list[dict]:
         picked = [(head, "wire-a")] + [kinds[rng.randrange(len(kinds))] for _ in range(copies)]
         for k, (text, source) in enumerate(picked):
             at = t0 + timedelta(minutes=0 if k == 0 else rng.randrange(1, 180))
-            row = {"text": text, "published_at": at.isoformat().replace("+00:00", "Z"), "source": source}
+            row: dict[str, Any] = {
+                "text": text,
+                "published_at": at.isoformat().replace("+00:00", "Z"),
+                "source": source,
+            }
             if tickers and rng.random() < 0.5:
                 row["tickers"] = tickers
             row["truth_story"] = f"s{n:02d}"
