@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.stories import FEED, measure, pairwise, read_feed
+from pipeline import stories as S
 from pipeline.stories import HOUR_MS, StoryIndex, fingerprint, match_score, normalise, story_key
+from pipeline.tickers import MAX_TICKER_CHARS, MAX_TICKERS
 
 T0 = 1_772_600_000_000
 BASE = "Oil jumps 4% after fire shuts Gulf Coast refinery"
@@ -174,3 +176,20 @@ def test_grouping_on_the_reprint_feed_is_above_its_floors() -> None:
     assert g.recall >= RECALL_FLOOR, g
     # fifty copies of a headline are one story: the firsts are close to the true story count
     assert g.true_stories <= g.firsts <= 1.25 * g.true_stories, g
+
+
+def test_the_readme_states_the_numbers_the_code_uses() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("### Stories and tickers")
+    section = readme[start : readme.index("\n## ", start)]
+    for stated in [
+        f"within {S.DEFAULT_HORIZON_MS // HOUR_MS} hours of event time",
+        f"({S.NUM_PERM} rows in {S.NUM_PERM // S.ROWS_PER_BAND} LSH bands)",
+        f"at least {S.JACCARD_MIN}",
+        f"{S.CONTAINMENT_MIN:.0%} of the shorter",
+        f"subject; {S.OTHER_LEAD_MIN} otherwise",
+        f"at most {S.DEFAULT_CAPACITY:,} are kept",
+        f"at most {MAX_TICKERS} (",
+    ]:
+        assert stated in " ".join(section.split()), stated
+    assert f"an entry over {MAX_TICKER_CHARS} characters is `bad_field_type`" in readme
