@@ -17,7 +17,7 @@ EVAL ?=
 TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps test test-fast test-slow lint train-export retrain demo bench corpus clean
+.PHONY: help setup system-deps test test-fast test-slow lint train-export retrain demo bench bench-stories corpus clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ bench: setup ## baselines vs finsent scoring + end to end; docs/BENCHMARKS.md  [
 		$(BIN)/finsent train --data $(DATA) --out $(ARTIFACTS) --checkpoint-dir runs || exit 1; \
 	fi
 	HF_HUB_OFFLINE=1 $(PY) -m bench.run --model $(ARTIFACTS)/latest $(if $(QUICK),--quick) $(if $(N),--n $(N))
+
+bench-stories: setup ## reprint grouping: pairwise precision/recall on tests/feeds/reprints.jsonl, cost per message
+	$(PY) -m bench.stories
 
 clean: ## remove caches (keeps .venv and artifacts)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis .import_linter_cache

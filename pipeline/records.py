@@ -8,7 +8,8 @@ with the dead letter so nothing is lost; the source topic/partition/offset say w
 Input schema (README "Input schema"): a JSON object with `id` (non-empty string), `text` or
 `headline` (+ optional `body`), optional `published_at` (ISO 8601 with a UTC offset; the event time,
 defaulting to the Kafka record timestamp), optional `source` (string) and `tickers` (list of
-strings). Other fields (`truth` in the test feeds, say) are ignored.
+strings; merged with the text's cashtags, see `pipeline.tickers`). Other fields (`truth` in the test
+feeds, say) are ignored.
 
 Event time is bounded (`EventTimeBounds`): one headline dated 2100 would otherwise move the
 aggregate stage's watermark past every open window, and a date that leaves datetime's range once
@@ -24,6 +25,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from pipeline.tickers import MAX_TICKER_CHARS, merge_tickers
 
 # Reason codes, in roughly the order the checks run. Stable: metrics and alerts use them.
 REASONS = (
@@ -237,6 +240,11 @@ def _tickers(obj: dict[str, Any], item_id: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(t, str) and _encodable(t) for t in value):
         raise _Reject("bad_field_type", "'tickers' must be a list of strings", item_id)
+    for i, t in enumerate(value):
+        if len(t.strip()) > MAX_TICKER_CHARS:
+            raise _Reject(
+                "bad_field_type", f"'tickers'[{i}] is {len(t)} characters, limit {MAX_TICKER_CHARS}", item_id
+            )
     return tuple(value)
 
 
@@ -283,7 +291,7 @@ def _item(
         event_time_ms=event_time_ms,
         published_at=published,
         source=_optional_str(obj, "source", item_id),
-        tickers=_tickers(obj, item_id),
+        tickers=merge_tickers(_tickers(obj, item_id), text),
         origin=origin,
         raw=raw,
     )

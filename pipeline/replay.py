@@ -33,6 +33,7 @@ from pipeline.batching import chunks
 from pipeline.records import DeadLetter, EventTimeBounds, Origin, parse_message, parse_published_at
 from pipeline.scoring import ScoredRecord, ScorerLike, score_batch
 from pipeline.settings import Settings
+from pipeline.stories import StoryIndex
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ def replay_direct(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     bounds = EventTimeBounds() if bounds is None else bounds
     agg = Aggregator(trend_settings)
+    stories = StoryIndex()
     result = DirectResult()
     latest: int | None = None
     name = Path(path).name
@@ -191,7 +193,7 @@ def replay_direct(
             items.append(parsed)
             if parsed.published_at is not None:
                 latest = parsed.event_time_ms if latest is None else max(latest, parsed.event_time_ms)
-        scored, failed = score_batch(items, scorer, now_ms=now_ms)
+        scored, failed = score_batch(items, scorer, now_ms=now_ms, stories=stories)
         result.dead.extend(failed)
         for rec in scored:
             result.scored.append(rec)

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def drop_eval_stories(rows: list[dict[str, str]], eval_texts: list[str]) -> tuple[list[dict[str, str]], int]:
     """Training rows whose story (text folded as the review queue folds it) is in the eval set. Pure."""
-    from pipeline.review import story_key
+    from pipeline.stories import story_key
 
     held_out = {story_key(t) for t in eval_texts}
     kept = [r for r in rows if story_key(r["text"]) not in held_out]

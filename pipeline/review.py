@@ -3,8 +3,9 @@
 A scored message is a review candidate when its top-class probability on either head is below
 `review_min_confidence`, or when a shadow model disagrees with it. Candidates go to the review topic
 at most `review_per_s` per second (a token bucket) and at most once per story: the same headline
-syndicated by ten outlets, or re-delivered after a crash, is one labelling job. A story is the text
-with case, punctuation and spacing folded away; the last `REVIEW_STORY_MEMORY` stories are remembered.
+syndicated by ten outlets, or re-delivered after a crash, is one labelling job. A story is the one
+the score stage stamped on the record (`pipeline.stories`: reprints, wire updates and retweets of a
+headline share it); the last `REVIEW_STORY_MEMORY` stories are remembered.
 
 The score stage publishes its candidates with the batch they belong to (same publish, before the
 commit), so they are as durable as the scored records; the shadow publishes its own. Both go
@@ -13,9 +14,7 @@ through one `ReviewSampler`, whose state is shared under a lock.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -25,15 +24,16 @@ from typing import Any
 from pipeline.kafka_io import Outgoing
 from pipeline.rate_limit import TokenBucket
 from pipeline.scoring import ScoredRecord
+from pipeline.stories import story_key
+
+__all__ = ["REVIEW_STORY_MEMORY", "RecentStories", "ReviewSampler", "low_confidence", "story_key"]
 
 REVIEW_STORY_MEMORY = 100_000  # stories remembered for de-duplication (~10 MB of keys)
-_FOLD = re.compile(r"[\W_]+", re.UNICODE)
 
 
-def story_key(text: str) -> str:
-    """The same story however it is cased, punctuated or spaced. Pure."""
-    folded = _FOLD.sub(" ", text.casefold()).strip()
-    return hashlib.sha1(folded.encode("utf-8")).hexdigest()[:20]
+def _story(r: ScoredRecord) -> str:
+    # A record built without a story index (older callers) falls back to its own text's key.
+    return r.story or story_key(r.item.text)
 
 
 def low_confidence(r: ScoredRecord, min_confidence: float) -> list[str]:
@@ -70,7 +70,7 @@ class RecentStories:
 def review_record(r: ScoredRecord, reason: str, heads: Sequence[str], shadow: Any = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": r.item.id,
-        "story": story_key(r.item.text),
+        "story": _story(r),
         "text": r.item.text,
         "reason": reason,  # low_confidence | shadow_disagreement
         "heads": list(heads),
@@ -107,10 +107,10 @@ class ReviewSampler:
         self.stories = RecentStories(memory)
         self._lock = threading.Lock()
 
-    def _take(self, text: str) -> bool:
+    def _take(self, r: ScoredRecord) -> bool:
         """A new story and a token for it (a repeated story costs no token)."""
         with self._lock:
-            key = story_key(text)
+            key = _story(r)
             if key in self.stories:
                 return False
             if not self.bucket.allow(self.clock()):
@@ -127,7 +127,7 @@ class ReviewSampler:
         out = []
         for r in scored:
             heads = low_confidence(r, self.min_confidence)
-            if heads and self._take(r.item.text):
+            if heads and self._take(r):
                 out.append(self._out(review_record(r, "low_confidence", heads)))
         return out
 
@@ -140,6 +140,6 @@ class ReviewSampler:
                 for h, a, b in (("topic", r.topic, p.topic), ("sentiment", r.sentiment, p.sentiment))
                 if a != b
             ]
-            if heads and self._take(r.item.text):
+            if heads and self._take(r):
                 out.append(self._out(review_record(r, "shadow_disagreement", heads, (shadow_version, p))))
         return out

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.records import MAX_DATETIME_MS, MIN_DATETIME_MS, DeadLetter, NewsItem, iso_utc
+from pipeline.stories import StoryAssignment, StoryIndex
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class ScoredRecord:
     score: float
     model_version: str
     scored_at_ms: int
+    story: str = ""  # pipeline.stories: the key of the story this text belongs to
+    story_first: bool = True  # the first text of its story seen by this score process
 
     @property
     def key(self) -> bytes:
@@ -60,6 +63,8 @@ class ScoredRecord:
             "scored_at": iso_utc(self.scored_at_ms),
             "source": item.source,
             "tickers": list(item.tickers),
+            "story": self.story,
+            "story_first": self.story_first,
             "input": item.origin.to_dict(),
         }
 
@@ -67,7 +72,7 @@ class ScoredRecord:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _record(item: NewsItem, pred: Any, version: str, now_ms: int) -> ScoredRecord:
+def _record(item: NewsItem, pred: Any, version: str, now_ms: int, story: StoryAssignment) -> ScoredRecord:
     return ScoredRecord(
         item=item,
         topic=pred.topic,
@@ -77,13 +82,19 @@ def _record(item: NewsItem, pred: Any, version: str, now_ms: int) -> ScoredRecor
         score=float(pred.score),
         model_version=version,
         scored_at_ms=now_ms,
+        story=story.story,
+        story_first=story.first,
     )
 
 
 def score_batch(
-    items: Sequence[NewsItem], scorer: ScorerLike, *, now_ms: int
+    items: Sequence[NewsItem], scorer: ScorerLike, *, now_ms: int, stories: StoryIndex | None = None
 ) -> tuple[list[ScoredRecord], list[DeadLetter]]:
     """Score a batch in one Scorer call; output order follows input order.
+
+    Each scored record is stamped with its story from `stories` (in input order, after scoring, so a
+    dead-lettered text starts no story). A stream of batches passes one index; without one, the
+    batch gets a fresh index and its stories span only this batch.
 
     If the batch call fails, each item is scored alone so one poison text cannot take its batch
     mates down with it; the ones that still fail are dead-lettered as `scoring_failed` (their raw
@@ -91,20 +102,28 @@ def score_batch(
     """
     if not items:
         return [], []
+    index = StoryIndex() if stories is None else stories
+
+    def story(it: NewsItem) -> StoryAssignment:
+        return index.assign(it.text, it.event_time_ms, it.id)
+
     try:
         preds = scorer.score([it.text for it in items])
-        return [_record(it, p, scorer.version, now_ms) for it, p in zip(items, preds, strict=True)], []
+        pairs = list(zip(items, preds, strict=True))
     except Exception as exc:  # the tokenizer and ONNX Runtime raise assorted types
         log.warning("batch of %d failed to score (%s); scoring one by one", len(items), exc)
+    else:
+        return [_record(it, p, scorer.version, now_ms, story(it)) for it, p in pairs], []
     scored: list[ScoredRecord] = []
     dead: list[DeadLetter] = []
     for it in items:
         try:
             (pred,) = scorer.score([it.text])
-            scored.append(_record(it, pred, scorer.version, now_ms))
         except Exception as exc:
             msg = f"{it.origin}: id {it.id!r}: scoring failed: {type(exc).__name__}: {exc}"
             dead.append(DeadLetter("scoring_failed", msg, it.raw, it.origin, it.id))
+        else:
+            scored.append(_record(it, pred, scorer.version, now_ms, story(it)))
     return scored, dead
 
 

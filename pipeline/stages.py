@@ -25,6 +25,7 @@ from pipeline.metrics import Metrics
 from pipeline.records import DeadLetter, NewsItem, Origin, parse_message
 from pipeline.scoring import ScoredRecord, ScorerLike, score_batch
 from pipeline.settings import Settings
+from pipeline.stories import StoryIndex
 from pipeline.trends import EventError, TrendRecord, TrendSettings
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,10 @@ class ScoreStage(KafkaStage):
         self.monitor: Any = None  # pipeline.model_monitor.ModelMonitor: confidence and drift
         self.shadow: Any = None  # pipeline.shadow.ShadowScorer with --shadow-model
         self.review: Any = None  # pipeline.review.ReviewSampler unless review_per_s is 0
+        # Stories (reprints grouped) as this process sees them: only its own news.raw partitions, so
+        # a reprint read by another member starts a "first" there too. Novelty across partitions is
+        # for the aggregate side, whose news.scored partitions are keyed by topic.
+        self.stories = StoryIndex()
 
     def step(self) -> int:
         """One micro-batch: poll, parse, score, publish, commit. Returns the messages handled."""
@@ -136,7 +141,7 @@ class ScoreStage(KafkaStage):
             else:
                 items.append(parsed)
         t0 = time.perf_counter()
-        scored, failed = score_batch(items, self.scorer, now_ms=_now_ms())
+        scored, failed = score_batch(items, self.scorer, now_ms=_now_ms(), stories=self.stories)
         elapsed = time.perf_counter() - t0
         dead.extend(failed)
         now_ms = _now_ms()

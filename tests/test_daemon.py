@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,14 @@ def test_malformed_messages_all_go_to_the_dlq_and_the_daemon_keeps_scoring(
         assert d["message"].startswith(f"news.raw[{d['input']['partition']}]@{d['input']['offset']}: ")
     scored = values(read_topic(bs, "news.scored", done=lambda r: len(r) >= 40))
     assert sorted(r["id"] for r in scored) == sorted(f"g{i}" for i in range(40))
+    # one score process saw every partition: each story has exactly one first, the same text one story
+    firsts = Counter(r["story"] for r in scored if r["story_first"])
+    assert set(firsts) == {r["story"] for r in scored} and set(firsts.values()) == {1}
+    story_of = {r["id"]: r["story"] for r in scored}
+    stories_by_text: dict[str, set[str]] = {}
+    for row in good_rows(40):  # 12 distinct headlines, each repeated: a repeat is a reprint
+        stories_by_text.setdefault(row["headline"], set()).add(story_of[row["id"]])
+    assert all(len(s) == 1 for s in stories_by_text.values()) and len(firsts) <= len(stories_by_text)
 
 
 @pytest.mark.integration

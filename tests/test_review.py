@@ -47,6 +47,18 @@ def test_story_key_folds_case_punctuation_and_spacing_only() -> None:
     assert story_key("Oil falls 3% on OPEC news") != story_key("Oil falls 4% on OPEC news")
 
 
+def test_a_wire_update_of_a_headline_is_the_same_review_job() -> None:
+    sampler = ReviewSampler("news.review", min_confidence=0.5, per_s=100, clock=lambda: 0.0)
+    texts = [
+        "Halvorsen Foods profit beats estimates",
+        "UPDATE 2-Halvorsen Foods profit beats estimates; raises outlook",
+        "RT @desk: Halvorsen Foods profit beats estimates https://t.co/x",
+    ]
+    out = sampler.low_confidence(_scored(texts, [_pred(0.3, 0.9)] * 3))
+    assert [json.loads(o.value)["text"] for o in out] == texts[:1]
+    assert json.loads(out[0].value)["story"] == story_key(texts[0])
+
+
 def test_low_confidence_names_the_unsure_heads() -> None:
     (sure, unsure_topic, unsure_both) = _scored(
         ["a", "b", "c"], [_pred(0.9, 0.9), _pred(0.4, 0.9), _pred(0.3, 0.45)]

@@ -16,6 +16,7 @@ from models.runtime import Scorer
 from pipeline.batching import chunks, collect_batch
 from pipeline.records import DeadLetter, NewsItem, Origin, parse_message
 from pipeline.scoring import score_batch, scored_event
+from pipeline.stories import StoryIndex, story_key
 from tests.support.toy_artifact import TOPICS, build_toy_artifact
 
 NOW = 1_772_450_000_000
@@ -27,9 +28,9 @@ def scorer(tmp_path_factory: pytest.TempPathFactory) -> Scorer:
     return Scorer(verify_artifact(build_toy_artifact(root)), provider="cpu", sub_batch=2)
 
 
-def items(texts: Sequence[str]) -> list[NewsItem]:
+def items(texts: Sequence[str], start: int = 0) -> list[NewsItem]:
     out = []
-    for i, text in enumerate(texts):
+    for i, text in enumerate(texts, start):
         raw = json.dumps({"id": f"n{i}", "text": text, "published_at": "2026-03-02T09:30:00Z"}).encode()
         item = parse_message(raw, Origin("news.raw", 1, 100 + i, NOW - 5000), max_bytes=65536)
         assert isinstance(item, NewsItem)
@@ -63,8 +64,9 @@ def test_scored_record_contract_round_trips(scorer: Scorer) -> None:
     obj = json.loads(rec.to_bytes())
     assert set(obj) >= {
         "id", "topic", "topic_confidence", "sentiment", "sentiment_probs", "score", "model_version",
-        "published_at", "event_time_ms", "scored_at", "input",
+        "published_at", "event_time_ms", "scored_at", "input", "tickers", "story", "story_first",
     }  # fmt: skip
+    assert (obj["story"], obj["story_first"]) == (story_key("oil falls"), True)
     assert obj["published_at"] == "2026-03-02T09:30:00Z" and obj["scored_at"].startswith(
         "2026-03-02T11:13:20"
     )
@@ -82,6 +84,21 @@ def test_scored_record_contract_round_trips(scorer: Scorer) -> None:
     )
     with pytest.raises(ValueError, match="lacks a valid field"):
         scored_event(b'{"id": "x"}')
+
+
+def test_records_carry_their_story_across_batches_of_one_index(scorer: Scorer) -> None:
+    stories = StoryIndex()
+    first, _ = score_batch(
+        items(["Oil jumps after refinery fire shuts Gulf plant", "jobs"]), scorer, now_ms=NOW, stories=stories
+    )
+    later = items(["UPDATE 1-Oil jumps after refinery fire shuts Gulf plant - sources", "crude"], start=2)
+    second, _ = score_batch(later, scorer, now_ms=NOW, stories=stories)
+    assert [(r.story_first, r.story == first[0].story) for r in first + second] == [
+        (True, True), (True, False), (False, True), (True, False)
+    ]  # fmt: skip
+    assert json.loads(second[0].to_bytes())["story"] == story_key(
+        "Oil jumps after refinery fire shuts Gulf plant"
+    )
 
 
 class PoisonAware:
@@ -103,6 +120,8 @@ def test_one_poison_text_is_dead_lettered_and_its_batch_mates_scored(scorer: Sco
     assert len(dead) == 1 and isinstance(dead[0], DeadLetter)
     assert dead[0].reason == "scoring_failed" and dead[0].id == "n1" and dead[0].raw == batch[1].raw
     assert "news.raw[1]@101" in dead[0].message
+    # scored one by one, the survivors still get their stories; the dead letter started none
+    assert [r.story_first for r in scored] == [True, True]
 
 
 def test_empty_batch() -> None:
