@@ -172,7 +172,7 @@ def test_social_feed_register_is_present() -> None:
     assert sum(bool(re.search(r" #[a-z]+ #[a-z]+ #[a-z]+$", t)) for t in texts) >= 150
     assert sum(bool(re.match(r"\$[A-Z]+( \$[A-Z]+)? - ", t)) for t in texts) >= 200
     assert sum(" via @" in t or " by @" in t for t in texts) >= 50
-    assert sum("…" in t for t in texts) >= 100
+    assert sum("…" in t for t in texts) >= 60
     assert sum(t.isupper() for t in texts) >= 50
 
 

@@ -32,6 +32,12 @@ DEFAULT_OUT = Path("data/starter_corpus.csv")
 # explainers; about two thirds of a labelled social feed), so neutral is the largest share here too,
 # short of a majority so both directional classes keep enough variety to learn from.
 PER_TOPIC = {"negative": 60, "neutral": 100, "positive": 64}
+# General and political news is mostly neutral for markets (a storm, a campaign, a protest); its
+# negative and positive cells hold only what moves prices, so they are smaller.
+PER_TOPIC_OVERRIDES = {
+    "General News | Opinion": {"negative": 52, "neutral": 120, "positive": 52},
+    "Politics": {"negative": 52, "neutral": 120, "positive": 52},
+}
 P_ROUNDUP = 0.05
 P_TAIL = 0.16
 P_TOPIC_ONLY = 0.08
@@ -109,7 +115,6 @@ def take_unique(
 def build_rows(
     seed: int = DEFAULT_SEED, pool: str = "train", per_topic: dict[str, int] | None = None
 ) -> list[Row]:
-    per_topic = per_topic or PER_TOPIC
     table = all_phrases()
     check_table(table)
     rng = random.Random(seed)
@@ -118,7 +123,8 @@ def build_rows(
     for topic in TOPICS:
         for sentiment in SENTIMENTS:
             source = headlines(table[topic][sentiment], rng, POOLS[pool], topic, sentiment)
-            for text, slots in take_unique(source, per_topic[sentiment], seen, f"{topic}/{sentiment}"):
+            n = (per_topic or PER_TOPIC_OVERRIDES.get(topic, PER_TOPIC))[sentiment]
+            for text, slots in take_unique(source, n, seen, f"{topic}/{sentiment}"):
                 rows.append(Row(style.register(text, slots, rng), topic, sentiment))
     rows = blank_some_labels(rows, rng)
     rng.shuffle(rows)
