@@ -168,6 +168,9 @@ MORE = {
     },
     "Macro": {
         "negative": [
+            "{country}'s economy [shrank|contracted] for a {ordinal} quarter as [higher borrowing costs|weak exports] [weighed on|hit] [spending|factories]",
+            "Prices in {country} [rose|climbed] at the fastest pace in {bign} years in {month}, [squeezing|eroding] [household budgets|real wages]",
+            "[Shortages|Bottlenecks] of [chips|workers|fertiliser] [are dragging on|hold back] {country}'s [recovery|output], [officials|economists] [say|warn]",
             "{country} inflation [hits|surges to] {cpi_hi}%, [highest|fastest] since {pastyear}",
             "{country} [economy|GDP] [shrinks|contracts] in {quarter}, [raising|stoking] recession fears",
             "[Recession|Slowdown] [warning|signal] [flashes|grows louder] as {country} [factory orders|exports] [slump|fall]",
@@ -176,6 +179,11 @@ MORE = {
             "[Cost of living|Energy bill] crisis [deepens|worsens] as {country} prices [jump|climb] {pct}%",
         ],
         "neutral": [
+            "{country}'s economy [grew|expanded] {growth}% in {quarter}, [in line with|matching] what economists [had forecast|expected]",
+            "{country} is [shipping|importing] more [diesel|grain|coal|LNG] than [ever|at any time since {pastyear}] as [demand shifts|trade routes change]",
+            "[Households|Consumers] in {country} are [changing|shifting] how they spend as prices [settle|level off], [data|a survey] [show|shows]",
+            "{country}'s [central statistics office|statistics agency] [revises|restates] {year} [growth|output] figures [after|following] a methodology change",
+            "[Wage|Rent|Food price] growth in {country} [holds|stays] near {pct}% for a {ordinal} month",
             "[Economists|Forecasters] [split|divided] on whether {country} [faces|avoids] recession in {year}",
             "{country} {month} [retail sales|industrial output|trade balance] [due|out] {weekday}; [consensus|economists] [see|expect] {pct}%",
             "Week ahead: [jobless claims|PMIs|housing starts] and [central bank speakers|a bond auction] [on the calendar|in focus]",
@@ -185,6 +193,8 @@ MORE = {
             "{country} [to publish|publishes] revised {quarter} GDP [figures|estimate] on {date}",
         ],
         "positive": [
+            "{country}'s [jobless rate|unemployment] [fell|dropped] to the lowest since {pastyear} as [hiring|employers] [picked up|kept adding staff]",
+            "[Factory|Service-sector] activity in {country} [rebounded|picked up] in {month}, [beating|ahead of] forecasts, a survey [showed|shows]",
             "{country} [economy|GDP] [grows|expands] faster than expected in {quarter}",
             "{country} inflation [eases|cools] to {cpi_lo}% from {cpi_hi}%",
             "{country} [exports|factory output] [jump|rise] {pct}%, [beating|topping] forecasts",
@@ -229,7 +239,6 @@ MORE = {
             "[Rescuers|Divers] [free|save] [trapped|stranded] [miners|hikers|workers] in {country}",
             "[5|7|10] [mistakes|red flags|warning signs] [investors|retirees|first-time buyers] [make|miss|should know about]",
             "How to [protect|shield] your [portfolio|savings|pension] from [a crash|inflation|fraud]",
-            "What [a recession|higher rates|a weaker dollar] [means|could mean] for your [mortgage|pension|savings]",
             "[Why|How] [losing|failing|quitting] [a job|a business|early] [can|could] [teach|change] [you|your finances]",
             "[Ask|Dear] [an adviser|the expert]: [should I|is it wise to] [pay off debt|sell my house|cash out my pension] [now|first]?",
         ],
