@@ -8,6 +8,8 @@ does not have them, so this is a step run by hand, not part of training):
     finsent evaluate artifacts/latest ../shared/data/twitter_sentiment_train.csv --out reports/real-sentiment
     python -m training.corpus.real_eval artifacts/latest reports/real-topic reports/real-sentiment
 
+(`finsent evaluate` wants all three columns; give each set the missing label column, empty, first.)
+
 The last command writes `data/real_eval.json`: the figures, the data sets they came from, and the
 training-data fingerprint and corpus checksum of the model measured. `model_card_section` puts them in
 the card of any artifact trained on that same data (same fingerprint) and says plainly when an artifact
@@ -46,18 +48,30 @@ def _head_figures(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def build_record(artifact: Path, metrics_dirs: list[Path], corpus: Path = CORPUS) -> dict[str, Any]:
-    """The record for one artifact from `finsent evaluate --out` directories (one per real set)."""
+def build_record(
+    artifact: Path, metrics_dirs: list[Path], corpus: Path = CORPUS, names: list[str] | None = None
+) -> dict[str, Any]:
+    """The record for one artifact from `finsent evaluate --out` directories (one per real set).
+
+    `names` labels the sets (default: the evaluated file's name), e.g. when a copy with an added
+    empty column was evaluated in place of the original file.
+    """
     manifest = json.loads((artifact / "manifest.json").read_text(encoding="utf-8"))
     sets = []
-    for directory in metrics_dirs:
+    if names is not None and len(names) != len(metrics_dirs):
+        raise ValueError(f"{len(names)} names for {len(metrics_dirs)} evaluations")
+    for i, directory in enumerate(metrics_dirs):
         path = directory / "metrics.json" if directory.is_dir() else directory
         metrics = json.loads(path.read_text(encoding="utf-8"))
         figures = _head_figures(metrics)
         if not figures:
             raise ValueError(f"{path}: no head with labelled rows")
         sets.append(
-            {"data": Path(metrics.get("data", "?")).name, "variant": metrics.get("variant"), "heads": figures}
+            {
+                "data": names[i] if names else Path(metrics.get("data", "?")).name,
+                "variant": metrics.get("variant"),
+                "heads": figures,
+            }
         )
     cfg = manifest.get("training_config", {})
     return {
@@ -112,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("artifact", type=Path, help="the artifact that was evaluated")
     parser.add_argument("metrics", type=Path, nargs="+", help="`finsent evaluate --out` directories")
     parser.add_argument("--out", type=Path, default=RECORD, help="record to write (default: %(default)s)")
+    parser.add_argument("--names", nargs="+", help="one name per evaluation (default: the file evaluated)")
     args = parser.parse_args(argv)
-    record = build_record(args.artifact, args.metrics)
+    record = build_record(args.artifact, args.metrics, names=args.names)
     args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
