@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from models.artifact import new_version, publish, write_labels, write_manifest
+from training.corpus.real_eval import model_card_section
 from training.data import Dataset
 from training.export import ExportOptions, validate_variants, write_variants
 from training.inference import tokenize
@@ -84,8 +85,8 @@ def model_card(manifest: dict[str, Any], reports: dict[str, dict[str, Any]]) -> 
     ]
     for key in sorted(summary):
         lines.append(f"- {key}: {summary[key]:.4f}")
+    lines += ["", *model_card_section(manifest)]
     lines += [
-        "",
         "## Intended use and limits",
         "",
         "Routing and monitoring of English financial news headlines by topic and tone. Trained on",

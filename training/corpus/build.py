@@ -2,7 +2,8 @@
 
 Every topic x sentiment cell gets a fixed number of headlines, drawn by cycling through that cell's
 templates in a shuffled order (so every sentence shape is used, none dominates), rendered with
-the `train` entity pool, decorated in wire style, and kept only if new, 4-35 words long. Then a
+the `train` entity pool, decorated in wire style, and kept only if new, 4-35 words long; then it is
+dressed as a social feed would carry it (links, hashtags, cashtag leads, `style.register`). Then a
 slice of rows loses one label, as in real partially labelled data, and the rows are shuffled. One
 `random.Random(seed)` drives all of it, so the same seed gives a byte-identical file.
 """
@@ -14,6 +15,7 @@ import csv
 import io
 import random
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +28,16 @@ from training.corpus.vocab import POOLS, Pool
 
 DEFAULT_SEED = 20260302
 DEFAULT_OUT = Path("data/starter_corpus.csv")
-# Headlines per topic for each sentiment: neutral is common in real news but not the majority.
-PER_TOPIC = {"negative": 80, "neutral": 64, "positive": 80}
+# Headlines per topic for each sentiment. Most real finance news is neutral (announcements, schedules,
+# explainers; about two thirds of a labelled social feed), so neutral is the largest share here too,
+# short of a majority so both directional classes keep enough variety to learn from.
+PER_TOPIC = {"negative": 60, "neutral": 100, "positive": 64}
+# General and political news is mostly neutral for markets (a storm, a campaign, a protest); its
+# negative and positive cells hold only what moves prices, so they are smaller.
+PER_TOPIC_OVERRIDES = {
+    "General News | Opinion": {"negative": 52, "neutral": 120, "positive": 52},
+    "Politics": {"negative": 52, "neutral": 120, "positive": 52},
+}
 P_ROUNDUP = 0.05
 P_TAIL = 0.16
 P_TOPIC_ONLY = 0.08
@@ -105,7 +115,6 @@ def take_unique(
 def build_rows(
     seed: int = DEFAULT_SEED, pool: str = "train", per_topic: dict[str, int] | None = None
 ) -> list[Row]:
-    per_topic = per_topic or PER_TOPIC
     table = all_phrases()
     check_table(table)
     rng = random.Random(seed)
@@ -114,8 +123,9 @@ def build_rows(
     for topic in TOPICS:
         for sentiment in SENTIMENTS:
             source = headlines(table[topic][sentiment], rng, POOLS[pool], topic, sentiment)
-            for text, _ in take_unique(source, per_topic[sentiment], seen, f"{topic}/{sentiment}"):
-                rows.append(Row(text, topic, sentiment))
+            n = (per_topic or PER_TOPIC_OVERRIDES.get(topic, PER_TOPIC))[sentiment]
+            for text, slots in take_unique(source, n, seen, f"{topic}/{sentiment}"):
+                rows.append(Row(style.register(text, slots, rng), topic, sentiment))
     rows = blank_some_labels(rows, rng)
     rng.shuffle(rows)
     return rows
@@ -151,6 +161,25 @@ def write_csv(rows: list[Row], path: Path) -> None:
     tmp.replace(path)  # atomic, so a reader never sees half a corpus
 
 
+def distribution(rows: list[Row], table: Table | None = None) -> str:
+    """The README's description of the corpus, computed (tests check the README quotes it)."""
+    table = table or all_phrases()
+    per_cell = [len(table[t][s]) for t in TOPICS for s in SENTIMENTS]
+    topics = Counter(r.topic for r in rows if r.topic)
+    sentiments = Counter(r.sentiment for r in rows if r.sentiment)
+    cells = Counter((r.topic, r.sentiment) for r in rows if r.topic and r.sentiment)
+    topic_only = sum(1 for r in rows if r.topic and not r.sentiment)
+    sentiment_only = sum(1 for r in rows if r.sentiment and not r.topic)
+    return (
+        f"{sum(per_cell):,} headline templates ({min(per_cell)}–{max(per_cell)} per topic×sentiment cell). "
+        f"Distribution: {len(rows):,} rows; {len(topics)} topics with {min(topics.values())}–"
+        f"{max(topics.values())} rows each; sentiment {sentiments['negative']:,} negative, "
+        f"{sentiments['neutral']:,} neutral, {sentiments['positive']:,} positive; {topic_only} rows carry "
+        f"only a topic and {sentiment_only} only a sentiment. Every fully labelled topic×sentiment cell "
+        f"holds {min(cells.values())}–{max(cells.values())} rows."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.corpus.build", description=__doc__.splitlines()[0]
@@ -164,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(rows, args.out)
     both = sum(1 for r in rows if r.topic and r.sentiment)
     print(f"wrote {len(rows)} rows ({both} fully labelled) to {args.out}", file=sys.stderr)
+    print(distribution(rows), file=sys.stderr)
     return 0
 
 

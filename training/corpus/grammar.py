@@ -168,6 +168,13 @@ _NUMBERS: dict[str, Callable[[random.Random], str]] = {
     "growth": lambda r: f"{r.uniform(1.2, 4.5):.1f}",
     "rater": lambda r: r.choice(("Moody's", "S&P", "Fitch")),
     "rating": lambda r: r.choice(("BBB", "BBB+", "A-", "A", "BB+", "BBB-")),
+    # Seeking-Alpha-style result flashes: "beats by $0.07", "revenue misses by $41M".
+    "epsgap": lambda r: f"${r.randint(1, 30) / 100:.2f}",
+    "revgap": lambda r: f"${r.randint(3, 95) * 10}M" if r.random() < 0.7 else f"${r.uniform(1.0, 3.0):.2f}B",
+    "fy": lambda r: r.choice(("FY26", "FY27", "FY2026")),
+    "maturity": lambda r: str(r.randint(2029, 2036)),
+    "contracts": lambda r: str(r.randint(2, 60) * 50),
+    "strike": lambda r: str(r.randint(8, 90) * 5),
 }
 
 _FACTS: dict[str, tuple[str, ...]] = {

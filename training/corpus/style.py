@@ -121,3 +121,69 @@ def decorate(text: str, slots: Slots, rng: random.Random) -> str:
 def roundup(first: str, second: str) -> str:
     """Two same-topic, same-sentiment headlines in one wire line."""
     return f"{first}; {second}"
+
+
+# --- the social-feed register -------------------------------------------------------------------
+# Real feeds (wire accounts on social media, news aggregators) wrap a headline in noise that says
+# nothing about its topic or sentiment: shortened links, hashtags, "$TICK - " leads, "via @handle"
+# credits, all-caps flashes, HTML-escaped ampersands, and a "…" where a long line was cut. A model
+# that never saw them during training mistakes them for signal, so a share of the corpus carries them.
+P_LINK = 0.5
+P_SECOND_LINK = 0.3
+P_HASHTAGS = 0.08
+P_CASHTAG_LEAD = 0.12
+P_CREDIT = 0.04
+P_CAPS = 0.03
+P_FEED_PREFIX = 0.04
+P_ELLIPSIS = 0.3
+ELLIPSIS_CHARS = 100  # lines longer than this may be cut to it, as aggregators do
+FEED_PREFIXES = ("JUST IN: ", "ICYMI: ", "NEW: ", "WATCH: ", "MORE: ", "DEVELOPING: ")
+HASHTAGS = (
+    "#stocks", "#markets", "#investing", "#trading", "#economy", "#finance", "#business",
+    "#stockmarket", "#news", "#wallstreet",
+)  # fmt: skip
+_LINK_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+# Words a register decoration adds at most (two links, three hashtags, a credit, a lead), so length
+# checks can allow for them.
+MAX_REGISTER_WORDS = 10
+
+
+def link(rng: random.Random) -> str:
+    return "https://t.co/" + "".join(rng.choice(_LINK_CHARS) for _ in range(10))
+
+
+def handle(slots: Slots, rng: random.Random) -> str:
+    first, last = rng.choice(slots.pool.people).split(" ", 1)
+    return "@" + rng.choice((first[0] + last, first + last[0], first + "_" + last, last + "News"))
+
+
+def cut_with_ellipsis(text: str, limit: int = ELLIPSIS_CHARS) -> str:
+    """Cut a long line at a word boundary before `limit` characters and mark the cut."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:-") + "…"
+
+
+def register(text: str, slots: Slots, rng: random.Random) -> str:
+    """The headline as a social feed would carry it; the words that carry the news are unchanged."""
+    if "&" in text and rng.random() < 0.5:
+        text = text.replace("&", "&amp;")
+    if rng.random() < P_CASHTAG_LEAD and slots.companies and not text.startswith("$"):
+        tags = " ".join("$" + c.ticker for c in slots.companies[: rng.choice((1, 1, 2))])
+        text = f"{tags} - {text}" if rng.random() < 0.7 else f"{tags}: {text}"
+    elif rng.random() < P_FEED_PREFIX and not text.startswith(("$", *PREFIXES)):
+        text = rng.choice(FEED_PREFIXES) + text
+    if rng.random() < P_CAPS:
+        text = text.upper()
+    if rng.random() < P_ELLIPSIS:
+        text = cut_with_ellipsis(text)
+    if rng.random() < P_CREDIT:
+        who = handle(slots, rng)
+        text += rng.choice((f" via {who}", f" by {who}", f" (via {who})"))
+    if rng.random() < P_LINK:
+        text += rng.choice((" ", "  ")) + link(rng)
+        if rng.random() < P_SECOND_LINK:
+            text += "  " + link(rng)
+    if rng.random() < P_HASHTAGS:
+        text += " " + " ".join(rng.sample(HASHTAGS, 3))
+    return text
