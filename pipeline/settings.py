@@ -113,6 +113,11 @@ class Settings:
     def aggregate_group_id(self) -> str:
         return f"{self.group_id}-aggregate"
 
+    @property
+    def changelog_topic(self) -> str:
+        """The aggregate stage's restart state (compacted; see pipeline.changelog)."""
+        return f"{self.aggregate_group_id}-changelog"
+
     def kafka_security(self) -> dict[str, Any]:
         """kafka-python keyword arguments for the security settings that are set."""
         names = (
