@@ -102,8 +102,9 @@ def decode(value: bytes | None, where: str = "changelog record") -> PartitionSta
 
 
 # -- Kafka -------------------------------------------------------------------------------------------
-def ensure_topic(settings: Settings) -> None:
-    """Create the changelog topic (one partition, compacted) unless it exists; BrokerError on failure."""
+def ensure_topic(settings: Settings) -> bool:
+    """Create the changelog topic (one partition, compacted) unless it exists; True when done,
+    BrokerError on failure."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -123,6 +124,7 @@ def ensure_topic(settings: Settings) -> None:
         raise BrokerError(f"{settings.bootstrap_servers}: cannot create topic {name}: {exc}") from exc
     finally:
         admin.close()
+    return True
 
 
 def outgoing(settings: Settings, partition: int, state: PartitionState) -> Outgoing:

@@ -152,7 +152,7 @@ class AggregateStage(KafkaStage):
         self, settings: Settings, metrics: Metrics, stop: threading.Event, trend: TrendSettings
     ) -> None:
         super().__init__(settings, metrics, stop, settings.aggregate_group_id)
-        self.agg = Aggregator(trend)
+        self.agg = Aggregator(trend, trend.source_idle_ms / 1000)
         self.backlog = UpstreamBacklog(settings)
         self.backlog_at = 0.0
         self.stored: dict[int, bytes] = {}  # partition -> the changelog value last stored for it

@@ -108,6 +108,9 @@ class TrendSettings:
     dedup_horizon_ms: int = 600_000
     emit_empty_windows: bool = True
     max_quiet_windows: int = 1_440
+    # The daemon's watermark: how long (wall time) an input stream with no backlog left may stay
+    # silent before it stops holding the watermark back (see pipeline.aggregator.Aggregator).
+    source_idle_ms: int = 10_000
     # Spike detector (see pipeline.spikes); flat here so one env var or flag sets each, defaults
     # taken from SpikeParams so the two can never disagree.
     half_life_windows: float = _SPIKE_DEFAULTS.half_life_windows
@@ -126,7 +129,13 @@ class TrendSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("window_ms", "allowed_lateness_ms", "dedup_horizon_ms", "max_quiet_windows"):
+        for name in (
+            "window_ms",
+            "allowed_lateness_ms",
+            "dedup_horizon_ms",
+            "max_quiet_windows",
+            "source_idle_ms",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 problems.append(f"{name} must be an integer, got {value!r}")
@@ -141,6 +150,8 @@ class TrendSettings:
                 f"dedup_horizon_ms ({self.dedup_horizon_ms}) must be >= window_ms + allowed_lateness_ms "
                 f"({self.window_ms + self.allowed_lateness_ms}), or a redelivery could be counted twice"
             )
+        if self.source_idle_ms < 0:
+            problems.append(f"source_idle_ms must be >= 0, got {self.source_idle_ms}")
         if self.max_quiet_windows < 1:
             problems.append(f"max_quiet_windows must be >= 1, got {self.max_quiet_windows}")
         if problems:
