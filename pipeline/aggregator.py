@@ -140,21 +140,19 @@ class Aggregator:
 
     def _busy(self, source: Any) -> bool | None:
         """True: the stream has events still to come; False: it has none; None: not known."""
-        if self.raw_lag is None or self._positions is None:
-            return None
-        if not (isinstance(source, tuple) and len(source) == 2):
+        if self.raw_lag is None or not (isinstance(source, tuple) and len(source) == 2):
             return None
         sp, rp = source
         lag = self.raw_lag.get(rp)
-        if lag is None or sp not in self._positions:
+        if lag is None:
             return None
         if lag > 0:
             return True
         marks = self._drained.get(rp)
         if marks is None:
             return True  # drained only since the last observation: wait for the next one
-        if sp not in marks:
-            return None  # no high watermark known for that partition when the raw one drained
+        if self._positions is None or sp not in self._positions or sp not in marks:
+            return None  # this member's position, or the partition's end then, is not known
         return self._positions[sp][0] < marks[sp]
 
     def watermark(self, now_s: float = 0.0) -> int | None:

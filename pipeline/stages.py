@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.5
 BACKLOG_EVERY_S = 1.0  # how often the aggregate stage asks how much input is still to come
+BACKLOG_STALE_S = 30.0  # how long the last known backlog stands in for a failed answer
 
 
 def _now_ms() -> int:
@@ -155,6 +156,7 @@ class AggregateStage(KafkaStage):
         self.agg = Aggregator(trend, trend.source_idle_ms / 1000)
         self.backlog = UpstreamBacklog(settings)
         self.backlog_at = 0.0
+        self.raw_lag: tuple[dict[Any, int], float] | None = None
         self.stored: dict[int, bytes] = {}  # partition -> the changelog value last stored for it
 
     def connect(self, topic: str) -> bool:
@@ -230,16 +232,20 @@ class AggregateStage(KafkaStage):
             return
         self.backlog_at = now_s
         raw_lag = self.backlog.lag()
-        positions: dict[int, tuple[int, int | None]] | None = {}
-        try:
-            for tp in self.consumer.assignment():
-                positions[tp.partition] = (
-                    self.consumer.position(tp, timeout_ms=0),
-                    self.consumer.highwater(tp),
-                )
-        except Exception as exc:  # a position not fetched yet: unknown this round
-            log.debug("aggregate stage: positions: %s", exc)
-            positions = None
+        if raw_lag is not None:
+            self.raw_lag = (raw_lag, now_s)
+        elif self.raw_lag is not None and now_s - self.raw_lag[1] <= BACKLOG_STALE_S:
+            # One failed answer: the last one still holds (a stale lag only errs towards waiting).
+            raw_lag = self.raw_lag[0]
+        positions: dict[int, tuple[int, int | None]] = {}
+        for tp in self.consumer.assignment():
+            try:
+                position = self.consumer.position(tp, timeout_ms=0)
+            except Exception as exc:  # not fetched yet (just assigned): unknown this round
+                log.debug("aggregate stage: position of %s: %s", tp, exc)
+                continue
+            if position is not None:
+                positions[tp.partition] = (position, self.consumer.highwater(tp))
         self.agg.observe_backlog(raw_lag, positions)
 
     def step(self) -> int:

@@ -268,3 +268,18 @@ def test_changelog_records_of_another_version_or_garbage_are_refused_with_a_clea
         with pytest.raises(ChangelogError, match=why) as info:
             decode(bad, "news.trends.changelog[0]@7")
         assert "news.trends.changelog[0]@7" in str(info.value)
+
+
+def test_the_spike_detector_resumes_warmed_up_after_a_restart() -> None:
+    trend = TrendSettings(allowed_lateness_ms=0, warmup_windows=5)
+    agg = Aggregator(trend)
+    for i in range(8):  # one event a minute for 8 minutes: 7 windows closed, detector warmed up
+        agg.add(ev(i, T0 + i * MIN), P, i, A)
+        agg.advance()
+    stored = decode(encode(agg.snapshot(P)))
+    assert stored.topics["Energy | Oil"].spike.windows == 7
+    fresh = Aggregator(trend)
+    fresh.restore(P, stored)
+    assert fresh.add(ev(7, T0 + 7 * MIN), P, 7, A) == "counted"  # the open window, re-read
+    (record,) = fresh.flush()
+    assert record.window_start_ms == T0 + 7 * MIN and record.warmed_up  # no second warm-up
