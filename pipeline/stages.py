@@ -156,7 +156,7 @@ class AggregateStage(KafkaStage):
         self.agg = Aggregator(trend, trend.source_idle_ms / 1000)
         self.backlog = UpstreamBacklog(settings)
         self.backlog_at = 0.0
-        self.raw_lag: tuple[dict[Any, int], float] | None = None
+        self.last_backlog: tuple[Any, float] | None = None
         self.stored: dict[int, bytes] = {}  # partition -> the changelog value last stored for it
 
     def connect(self, topic: str) -> bool:
@@ -231,12 +231,16 @@ class AggregateStage(KafkaStage):
         if now_s - self.backlog_at < BACKLOG_EVERY_S:
             return
         self.backlog_at = now_s
-        raw_lag = self.backlog.lag()
-        if raw_lag is not None:
-            self.raw_lag = (raw_lag, now_s)
-        elif self.raw_lag is not None and now_s - self.raw_lag[1] <= BACKLOG_STALE_S:
-            # One failed answer: the last one still holds (a stale lag only errs towards waiting).
-            raw_lag = self.raw_lag[0]
+        seen = self.backlog.observe()
+        if seen is not None:
+            self.last_backlog = (seen, now_s)
+        elif self.last_backlog is not None and now_s - self.last_backlog[1] <= BACKLOG_STALE_S:
+            # One failed answer: the last one still holds (a stale backlog only errs towards waiting).
+            seen = self.last_backlog[0]
+        if seen is None:
+            self.agg.observe_backlog(None, None)
+            return
+        raw_lag, ends = seen
         positions: dict[int, tuple[int, int | None]] = {}
         for tp in self.consumer.assignment():
             try:
@@ -245,7 +249,7 @@ class AggregateStage(KafkaStage):
                 log.debug("aggregate stage: position of %s: %s", tp, exc)
                 continue
             if position is not None:
-                positions[tp.partition] = (position, self.consumer.highwater(tp))
+                positions[tp.partition] = (position, ends.get(tp.partition))
         self.agg.observe_backlog(raw_lag, positions)
 
     def step(self) -> int:
