@@ -121,10 +121,10 @@ class Aggregator:
         group's committed offset), `positions` per scored partition (this member's position, its high
         watermark). None where unknown: the streams concerned fall back to the wall-clock rule.
 
-        A raw partition whose lag is 0 has published everything to the scored topic, but those records
-        may sit below the scored partitions' high watermarks *as seen at the next observation*: its
-        streams are drained once this member has read that far. (The next observation, not this one:
-        the consumer's high watermark comes from its last fetch, which may predate the lag answer.)
+        A raw partition whose lag is 0 has published everything to the scored topic, all of it below
+        the scored partitions' ends (the caller fetches those after the lag): its streams are drained
+        once this member has read that far. The ends are taken at the second observation in a row that
+        finds the lag at 0, a margin against one stale answer.
         """
         self._positions = positions
         if raw_lag is None:
