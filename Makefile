@@ -12,9 +12,12 @@ VALID ?=
 BASE_MODEL ?=
 EPOCHS ?=
 ARTIFACTS ?= artifacts
+REVIEWED ?=
+EVAL ?=
+TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps test test-fast test-slow lint train-export demo bench corpus clean
+.PHONY: help setup system-deps test test-fast test-slow lint train-export retrain demo bench corpus clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
@@ -43,10 +46,11 @@ test-fast: setup ## unit tests only (no broker, no Prometheus)
 test-slow: setup ## the slow tier: a real fine-tune of the default base model; the daemon at scale and under chaos
 	$(BIN)/pytest -m slow -q
 
-lint: setup ## ruff + mypy
+lint: setup ## ruff + mypy + import contracts (lint-imports, [tool.importlinter] in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 corpus: setup ## rebuild the starter corpus and the recorded test feeds from their generator (reproducible)
 	$(PY) -m training.corpus.build --out data/starter_corpus.csv
@@ -55,10 +59,14 @@ corpus: setup ## rebuild the starter corpus and the recorded test feeds from the
 train-export: setup ## train -> evaluate -> export -> validate  [DATA= VALID= BASE_MODEL= EPOCHS=]
 	$(BIN)/finsent train --data $(DATA) $(if $(VALID),--valid $(VALID)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(ARTIFACTS)
 
+retrain: setup ## fine-tune on DATA + REVIEWED, publish only if it passes the gate on EVAL  [DATA= REVIEWED= EVAL= BASE_MODEL= EPOCHS=]
+	@if [ -z "$(EVAL)" ]; then echo "retrain: EVAL=<frozen evaluation CSV> is required (README 'The review loop')"; exit 2; fi
+	$(BIN)/finsent retrain --data $(DATA) $(if $(REVIEWED),--reviewed $(REVIEWED)) --eval $(EVAL) --root $(ARTIFACTS) -- $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(TRAIN_ARGS)
+
 demo: setup ## the main job on the embedded default: train if needed, then stream a replay  [DEMO_ARGS=]
 	@if [ ! -e $(ARTIFACTS)/latest/manifest.json ]; then $(MAKE) --no-print-directory train-export; fi
 	@command -v prometheus >/dev/null 2>&1 || echo "demo: Prometheus not installed, running without alerts (make system-deps adds it)"
-	HF_HUB_OFFLINE=1 $(PY) -m pipeline.demo --model $(ARTIFACTS)/latest $(DEMO_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m devstack.demo --model $(ARTIFACTS)/latest $(DEMO_ARGS)
 
 # The baselines need the PyTorch weights of the deployed artifact: train once with a checkpoint when
 # artifacts/latest has none under runs/<version>.
@@ -72,4 +80,4 @@ bench: setup ## baselines vs finsent scoring + end to end; docs/BENCHMARKS.md  [
 	HF_HUB_OFFLINE=1 $(PY) -m bench.run --model $(ARTIFACTS)/latest $(if $(QUICK),--quick) $(if $(N),--n $(N))
 
 clean: ## remove caches (keeps .venv and artifacts)
-	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis .import_linter_cache

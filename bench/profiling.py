@@ -28,7 +28,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("CRC-32C of record batches (kafka-python)", ("calc_crc32c", "_crc32c.py")),
     ("ORT session run", ("(onnxruntime/", "_run (models/runtime.py")),
     ("tokenize (Rust fast tokenizer)", ("encode_batch", "encode (models/runtime.py")),
-    ("padding", ("pad (models/runtime.py",)),
+    ("padding", ("pad (models/batching.py",)),
     ("Prediction objects (Scorer.score)", ("score (models/runtime.py",)),
     ("aggregate stage (fetch, JSON decode, fold, publish)", ("_agg_loop", "AggregateStage")),
     ("consumer fetch + record decode", ("poll_records", "collect_batch", "kafka/consumer/")),
@@ -61,7 +61,7 @@ def profile_scoring(scorer: Any, texts: Sequence[str], batch: int) -> dict[str, 
     for (filename, _line, func), (_cc, _nc, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         if "encode_batch" in func:
             parts["tokenize"] += ct
-        elif func == "pad" and filename.endswith("models/runtime.py"):
+        elif func == "pad" and filename.endswith("models/batching.py"):
             parts["padding"] += ct
         elif func == "run" and "onnxruntime" in filename:
             parts["session run"] += ct

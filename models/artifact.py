@@ -76,12 +76,38 @@ class Artifact:
         value = self.manifest.get("pad_token_id")
         return None if value is None else int(value)
 
+    @property
+    def label_distribution(self) -> dict[str, dict[str, float]] | None:
+        return label_distribution(self.manifest)
+
     def variant_path(self, variant: str) -> Path:
         if variant not in self.variants:
             raise ArtifactError(
                 f"{self.path}: artifact has no '{variant}' variant (it has: {', '.join(self.variants)})"
             )
         return self.path / self.manifest["variants"][variant]["file"]
+
+
+def label_distribution(manifest: Mapping[str, Any]) -> dict[str, dict[str, float]] | None:
+    """Per head, the class shares of the model's predictions on its validation split (the drift
+    reference); None when the manifest has none (artifacts older than it) or it is malformed, so
+    that drift is reported as unavailable instead of failing the load."""
+    dist = manifest.get("label_distribution")
+    if not isinstance(dist, Mapping):
+        return None
+    out: dict[str, dict[str, float]] = {}
+    for head in ("topic", "sentiment"):
+        shares = dist.get(head)
+        if not isinstance(shares, Mapping) or not shares:
+            return None
+        try:
+            out[head] = {str(k): float(v) for k, v in shares.items()}
+        except (TypeError, ValueError):
+            return None
+        values = out[head].values()
+        if any(not v >= 0 for v in values) or not sum(values) > 0:  # `not >=` also catches NaN
+            return None
+    return out
 
 
 def write_labels(directory: Path, topic_labels: list[str], sentiment_labels: list[str]) -> None:
@@ -149,12 +175,19 @@ def publish(staging: Path, root: Path, version: str) -> Path:
         raise ArtifactError(f"{final}: an artifact with version '{version}' already exists")
     shutil.move(str(staging), str(final))
     verify_artifact(final)
+    point_latest(root, version)
+    return final
+
+
+def point_latest(root: Path, version: str) -> Path:
+    """Point `root/latest` at `root/<version>` with an atomic rename of a fresh symlink: a reader
+    (a starting daemon, a running one re-checking) sees the old target or the new, never none."""
     tmp_link = root / f".{LATEST}.{os.getpid()}"
     if tmp_link.is_symlink() or tmp_link.exists():
         tmp_link.unlink()
     tmp_link.symlink_to(version, target_is_directory=True)
     os.replace(tmp_link, root / LATEST)
-    return final
+    return root / LATEST
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

@@ -1,24 +1,28 @@
 """Scoring with ONNX Runtime: texts in, topic and sentiment out. No torch, no transformers.
 
 The session is built once per process (provider, variant, threads); `Scorer.score` is then a pure
-function of the batch of texts. Texts are tokenized in one call to the Rust fast tokenizer, sorted
-by length and cut into sub-batches, each padded only to its own longest text: news mixes 6-word
-flashes with 60-word leads, and padding every flash to the longest lead would multiply the work.
+function of the batch of texts. Texts are tokenized in one call to the Rust fast tokenizer, then
+run length-sorted in sub-batches, each padded only to its own longest text (`models.batching`).
+
+`ModelSession` is the ONNX half of the Scorer (session options, providers, IO binding, batching)
+over token ids; export validation runs it on the exported graphs before they ship, so what is
+validated is the code that scores the firehose.
 """
 
 from __future__ import annotations
 
 import ctypes
-import itertools
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.artifact import Artifact, load_artifact
+from models.artifact import OUTPUT_NAMES, Artifact, load_artifact
+from models.batching import RUN_OVERHEAD_TOKENS, run_sub_batches
 from models.errors import ArtifactError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -95,96 +99,55 @@ def pick_variant(artifact: Artifact, provider: str, requested: str | None) -> st
     raise ArtifactError(f"{artifact.path}: no usable ONNX variant")
 
 
-class Scorer:
-    """An ONNX Runtime session over one artifact, with its tokenizer and labels."""
+class ModelSession:
+    """An ONNX Runtime session over one model file, run the way the daemon runs it: session options
+    for a stream of small batches, IO binding on the GPU, length-sorted padded sub-batches.
+
+    `provider` is a resolved one ("cpu" or "cuda"); if CUDA fails to initialise it becomes "cpu".
+    """
 
     def __init__(
         self,
-        artifact: Artifact,
+        model_path: Path,
         *,
-        provider: str = "auto",
-        variant: str | None = None,
+        provider: str = "cpu",
         threads: int | None = None,
         sub_batch: int | None = None,
-        max_length: int | None = None,
+        pad_id: int = 0,
+        what: str = "model",
+        log_severity: int | None = None,
     ) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
-        self.artifact = artifact
-        self.requested_provider = provider
-        self.provider = resolve_provider(provider, ort.get_available_providers(), gpu_present())
-        self.variant = pick_variant(artifact, self.provider, variant)
-        self.topic_labels = artifact.topic_labels
-        self.sentiment_labels = artifact.sentiment_labels
-        self._neg = self.sentiment_labels.index("negative")
-        self._pos = self.sentiment_labels.index("positive")
-        self.max_length = int(max_length or artifact.max_length)
+        if provider not in _ORT_PROVIDER:
+            raise ConfigError(f"provider must be one of {', '.join(_ORT_PROVIDER)}, got {provider!r}")
+        self.provider = provider
+        self.pad_id = int(pad_id)
         # CPU: small sub-batches keep the padded matrix in cache; GPU: large ones fill the device.
         self.sub_batch = int(sub_batch or (256 if self.provider == "cuda" else 32))
-
-        try:
-            self.tokenizer = Tokenizer.from_file(str(artifact.tokenizer_path))
-        except Exception as exc:  # the tokenizers library raises plain Exception subclasses
-            raise ArtifactError(f"{artifact.tokenizer_path}: cannot load tokenizer: {exc}") from exc
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=self.max_length)
-        pad = artifact.pad_token_id
-        if pad is None:
-            pad = self.tokenizer.token_to_id("[PAD]")
-        self.pad_id = int(pad or 0)
-
         opts = session_options(ort, self.provider, threads)
+        if log_severity is not None:
+            opts.log_severity_level = log_severity
         providers: list[Any] = [_ORT_PROVIDER[self.provider]]
         if self.provider == "cuda":
             providers.append(_ORT_PROVIDER["cpu"])
-        model_path = artifact.variant_path(self.variant)
         try:
             self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ArtifactError(
-                f"{model_path}: ONNX Runtime cannot load the {self.variant} model: {exc}"
-            ) from exc
+            raise ArtifactError(f"{model_path}: ONNX Runtime cannot load the {what}: {exc}") from exc
         if self.provider == "cuda" and self.session.get_providers()[0] != _ORT_PROVIDER["cuda"]:
             log.warning("CUDA provider failed to initialise; using the CPU provider")
             self.provider = "cpu"
         self._input_names = {i.name for i in self.session.get_inputs()}
-        self._outputs = ["topic_probs", "sentiment_probs"]
+        self._outputs = list(OUTPUT_NAMES)
         # On the GPU, IO binding lets ORT place the outputs itself instead of allocating per run.
         self._io_binding = self.provider == "cuda"
-        log.info(
-            "model %s loaded: provider=%s variant=%s file=%s",
-            self.version,
-            self.provider,
-            self.variant,
-            model_path.name,
-        )
 
-    @property
-    def version(self) -> str:
-        return self.artifact.version
-
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        return [enc.ids for enc in self.tokenizer.encode_batch(list(texts))]
-
-    def probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Topic and sentiment probabilities, one row per text, in input order."""
-        n = len(texts)
-        topic = np.zeros((n, len(self.topic_labels)), dtype=np.float32)
-        sentiment = np.zeros((n, len(self.sentiment_labels)), dtype=np.float32)
-        if n == 0:
-            return topic, sentiment
-        ids = self.encode(texts)
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
-        order = np.argsort(lengths, kind="stable")
-        if self.provider == "cpu":
-            spans = plan_sub_batches(lengths[order], self.sub_batch)
-        else:  # a GPU's fixed cost per run dwarfs padding: the biggest runs win
-            spans = [(i, min(i + self.sub_batch, n)) for i in range(0, n, self.sub_batch)]
-        for start, end in spans:
-            idx = order[start:end]
-            input_ids, mask = pad([ids[i] for i in idx], lengths[idx], self.pad_id)
-            topic[idx], sentiment[idx] = self._run(input_ids, mask)
+    def encoded_probabilities(self, encoded: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Topic and sentiment probabilities for token ids (at least one row), in input order."""
+        # CPU: cuts planned against padding; a GPU's fixed cost per run dwarfs padding: the biggest runs win
+        overhead = RUN_OVERHEAD_TOKENS if self.provider == "cpu" else None
+        topic, sentiment = run_sub_batches(encoded, self._run, self.pad_id, self.sub_batch, overhead=overhead)
         return topic, sentiment
 
     def _run(self, input_ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -202,6 +165,76 @@ class Scorer:
         self.session.run_with_iobinding(binding)
         t, s = binding.copy_outputs_to_cpu()
         return t, s
+
+
+class Scorer(ModelSession):
+    """An artifact's tokenizer and labels over a `ModelSession` of its chosen variant."""
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        *,
+        provider: str = "auto",
+        variant: str | None = None,
+        threads: int | None = None,
+        sub_batch: int | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.artifact = artifact
+        self.requested_provider = provider
+        resolved = resolve_provider(provider, ort.get_available_providers(), gpu_present())
+        self.variant = pick_variant(artifact, resolved, variant)
+        self.topic_labels = artifact.topic_labels
+        self.sentiment_labels = artifact.sentiment_labels
+        self._neg = self.sentiment_labels.index("negative")
+        self._pos = self.sentiment_labels.index("positive")
+        self.max_length = int(max_length or artifact.max_length)
+
+        try:
+            self.tokenizer = Tokenizer.from_file(str(artifact.tokenizer_path))
+        except Exception as exc:  # the tokenizers library raises plain Exception subclasses
+            raise ArtifactError(f"{artifact.tokenizer_path}: cannot load tokenizer: {exc}") from exc
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_length)
+        pad = artifact.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.token_to_id("[PAD]")
+
+        model_path = artifact.variant_path(self.variant)
+        super().__init__(
+            model_path,
+            provider=resolved,
+            threads=threads,
+            sub_batch=sub_batch,
+            pad_id=int(pad or 0),
+            what=f"{self.variant} model",
+        )
+        log.info(
+            "model %s loaded: provider=%s variant=%s file=%s",
+            self.version,
+            self.provider,
+            self.variant,
+            model_path.name,
+        )
+
+    @property
+    def version(self) -> str:
+        return self.artifact.version
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return [enc.ids for enc in self.tokenizer.encode_batch(list(texts))]
+
+    def probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Topic and sentiment probabilities, one row per text, in input order."""
+        if len(texts) == 0:
+            return (
+                np.zeros((0, len(self.topic_labels)), dtype=np.float32),
+                np.zeros((0, len(self.sentiment_labels)), dtype=np.float32),
+            )
+        return self.encoded_probabilities(self.encode(texts))
 
     def score(self, texts: Sequence[str]) -> list[Prediction]:
         """Score a batch of texts; one Prediction per text, in input order."""
@@ -223,56 +256,6 @@ class Scorer:
             )
             for t, c, si, m, probs in zip(top.tolist(), conf, sent, margin, sentiment.tolist(), strict=True)
         ]
-
-
-# On the CPU, one session run costs about as much as this many more tokens of work (its fixed part:
-# ~60 kernel calls and thread-pool hand-offs), measured on the 2-core bench machine with MiniLM.
-RUN_OVERHEAD_TOKENS = 8.0
-
-
-def plan_sub_batches(
-    sorted_lengths: np.ndarray, max_rows: int, overhead: float = RUN_OVERHEAD_TOKENS
-) -> list[tuple[int, int]]:
-    """Cut length-sorted texts into contiguous runs of at most `max_rows`, minimising the padded
-    tokens computed plus `overhead` per run (dynamic programming over the cut points).
-
-    Fixed-size chunks are only right for large batches, where each chunk spans a narrow band of
-    lengths. A small micro-batch (a quiet minute: 35 texts of 5 to 64 tokens) in one chunk pads
-    every flash to the longest lead and does twice the work; here it becomes a few runs of
-    similar length.
-    """
-    n = len(sorted_lengths)
-    widths = np.maximum(np.asarray(sorted_lengths, dtype=np.float64), 1.0)
-    best = np.zeros(n + 1)
-    cut = np.zeros(n + 1, dtype=np.int64)
-    for j in range(1, n + 1):
-        lo = max(0, j - max_rows)
-        # a run [i, j) is padded to its longest text, widths[j - 1] (sorted ascending)
-        cost = best[lo:j] + overhead + (j - np.arange(lo, j)) * widths[j - 1]
-        k = int(np.argmin(cost))
-        best[j] = cost[k]
-        cut[j] = lo + k
-    spans: list[tuple[int, int]] = []
-    j = n
-    while j > 0:
-        spans.append((int(cut[j]), j))
-        j = int(cut[j])
-    return spans[::-1]
-
-
-def pad(seqs: Sequence[Sequence[int]], lengths: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded (input_ids, attention_mask) to the longest of `seqs`, without a per-row loop.
-
-    The mask is a broadcast comparison and the ids are scattered through it in one assignment:
-    row-major order of the True cells is exactly the concatenation of the sequences.
-    """
-    width = max(int(lengths.max()), 1)
-    mask = np.arange(width, dtype=np.int64)[None, :] < lengths[:, None]
-    input_ids = np.full(mask.shape, pad_id, dtype=np.int64)
-    input_ids[mask] = np.fromiter(
-        itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum())
-    )
-    return input_ids, mask.astype(np.int64)
 
 
 def cpu_cores() -> int:

@@ -18,7 +18,8 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
-from pipeline import kafka_io
+from pipeline import kafka_io, model_lifecycle
+from pipeline.broker_health import BrokerHealth, BrokerProbe
 from pipeline.kafka_io import Backoff
 from pipeline.kafka_stage import KafkaStage
 from pipeline.metrics import Metrics
@@ -57,6 +58,10 @@ class Daemon:
         self.agg_stage: AggregateStage | None = None
         self.errors: list[BaseException] = []
         self._ended_by_limit = threading.Event()
+        self.shadow_scorer: Any = None  # --shadow-model, loaded with the serving model
+        self.lifecycle: Any = None  # pipeline.model_lifecycle.ModelLifecycle: swaps, drift, review, shadow
+        self._reload_requested = False
+        self.health = BrokerHealth()
 
     def load_model(self) -> None:
         if self.scorer is not None or self.settings.stage == "aggregate":
@@ -67,6 +72,7 @@ class Daemon:
         self.scorer = cast(
             ScorerLike, load_scorer(s.model, provider=s.provider, variant=s.variant, threads=s.threads)
         )
+        self.shadow_scorer = model_lifecycle.load_shadow(s)
 
     def run(self, count: int | None = None, timeout: float | None = None) -> int:
         """Run until stopped, `count` input messages, `timeout` seconds or the idle limit. Exit code."""
@@ -77,6 +83,9 @@ class Daemon:
             from pipeline.metrics import serve
 
             server = serve(self.registry, s.metrics_host, s.metrics_port)
+        # Before topic creation, so finsent_broker_up tells the truth while that is retried too.
+        probe_stop = threading.Event()
+        probe = BrokerProbe(s, self.health, self.metrics, probe_stop).start()
         try:
             if self.scorer is not None:
                 sc: Any = self.scorer
@@ -92,6 +101,7 @@ class Daemon:
             log.info("settings: %s", s.masked())
             if s.create_topics:
                 topics = [s.input_topic, s.scored_topic, s.trends_topic, s.dlq_topic]
+                topics += model_lifecycle.extra_topics(s, self.shadow_scorer)
                 if (
                     kafka_io.retrying(
                         "create topics",
@@ -106,10 +116,18 @@ class Daemon:
             if s.stage in ("all", "score"):
                 assert self.scorer is not None
                 self.score_stage = ScoreStage(s, self.metrics, self.stop, self.scorer)
+                self.lifecycle = model_lifecycle.ModelLifecycle(
+                    s, self.metrics, self.scorer, self.shadow_scorer, provider_fallback
+                )
+                self.lifecycle.attach(self.score_stage)
+                if self._reload_requested:
+                    self.lifecycle.request_reload()
+                self.score_stage.health = self.health
                 threads.append(threading.Thread(target=self._score_loop, args=(count,), name="score"))
             if s.stage in ("all", "aggregate"):
                 assert self.trend is not None
                 self.agg_stage = AggregateStage(s, self.metrics, self.stop, self.trend)
+                self.agg_stage.health = self.health
                 agg_count = count if s.stage == "aggregate" else None
                 threads.append(threading.Thread(target=self._agg_loop, args=(agg_count,), name="aggregate"))
             for t in threads:
@@ -123,10 +141,21 @@ class Daemon:
                 for t in threads:
                     t.join(timeout=0.2)
         finally:
+            if self.lifecycle is not None:
+                self.lifecycle.close()
+            probe_stop.set()
+            probe.join()
             if server is not None:
                 server.shutdown()
                 server.server_close()
         return 1 if self.errors else 0
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read --model at the next batch boundary (or once the score stage is up)."""
+        if self.lifecycle is not None:
+            self.lifecycle.request_reload()
+        else:
+            self._reload_requested = True
 
     def _guard(self, stage: KafkaStage, body: Callable[[], None]) -> None:
         try:

@@ -19,8 +19,17 @@ from models.errors import FinsentError
 COMMAND_MODULES = (
     "training.commands",  # train, export, evaluate
     "models.commands",  # score
+    "models.promote",  # promote
     "pipeline.commands",  # consume, replay
+    "pipeline.review_cli",  # review export|merge
+    "pipeline.retrain",  # retrain
 )
+
+
+def finsent_argv(*args: str) -> list[str]:
+    """The command line of `finsent ARGS...` for a child process: this interpreter running this module
+    (not the console script, which imports whatever checkout the environment was installed from)."""
+    return [sys.executable, "-m", "pipeline.cli", *args]
 
 
 def build_parser() -> argparse.ArgumentParser:

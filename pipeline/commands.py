@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from models.errors import ConfigError
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,20 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="FIELD=VALUE",
         help="a trend/spike setting, e.g. window_ms=60000 (repeatable; README 'Configuration')",
     )
+    p.add_argument(
+        "--event-time-max-ahead-ms",
+        type=int,
+        metavar="MS",
+        help="dead-letter events further ahead of their record timestamp "
+        f"(default: {Settings.event_time_max_ahead_ms})",
+    )
+    p.add_argument(
+        "--event-time-max-behind-ms",
+        type=int,
+        metavar="MS",
+        help="dead-letter events further behind their record timestamp "
+        f"(default: {Settings.event_time_max_behind_ms})",
+    )
     p.add_argument("--security-protocol", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
     p.add_argument(
         "--sasl-mechanism", help="e.g. PLAIN, SCRAM-SHA-512 (password: FINSENT_SASL_PLAIN_PASSWORD)"
@@ -77,17 +92,22 @@ _SETTING_FLAGS = (
     "max_message_bytes", "topic_partitions", "create_topics", "security_protocol", "sasl_mechanism",
     "sasl_plain_username", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "group_id", "input_topic",
     "scored_topic", "trends_topic", "dlq_topic", "batch_max_wait_ms", "metrics_host", "metrics_port",
-    "stage", "exit_when_idle_s",
+    "stage", "exit_when_idle_s", "model_check_interval_s", "allow_label_change", "shadow_model",
+    "shadow_topic", "shadow_sample_per_s", "review_topic", "review_per_s", "review_min_confidence",
+    "event_time_max_ahead_ms", "event_time_max_behind_ms",
 )  # fmt: skip
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Any:
-    from pipeline.settings import load_settings
+    from pipeline.settings import load_settings, mask_secrets_in_logs
 
     overrides = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
     overrides["trends"] = _trend_pairs(getattr(args, "trend", None))
     overrides.update(extra)
-    return load_settings(config_file=args.config, overrides=overrides)
+    settings = load_settings(config_file=args.config, overrides=overrides)
+    # Before any Kafka client exists: kafka-python logs its configuration (passwords too) at DEBUG.
+    mask_secrets_in_logs(settings.secrets())
+    return settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -116,6 +136,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="exit (after flushing open windows) once no input arrived for this long",
     )
+    c.add_argument(
+        "--model-check-interval",
+        dest="model_check_interval_s",
+        type=float,
+        metavar="SECONDS",
+        help="re-check --model for a new target this often and swap to it (default: 10; 0: SIGHUP only)",
+    )
+    c.add_argument(
+        "--allow-label-change",
+        action="store_const",
+        const=True,
+        help="let a swap load a model whose topic labels differ from the running one",
+    )
+    c.add_argument(
+        "--shadow-model",
+        metavar="DIR",
+        help="a candidate artifact that scores the same batches off the hot path (README 'Shadowing')",
+    )
+    c.add_argument("--shadow-topic", help="disagreement samples go here (default: news.shadow)")
+    c.add_argument(
+        "--shadow-sample-per-s",
+        type=float,
+        metavar="N",
+        help="at most this many disagreement samples per second (default: 1)",
+    )
+    c.add_argument("--review-topic", help="unsure messages go here for labelling (default: news.review)")
+    c.add_argument(
+        "--review-per-s",
+        type=float,
+        metavar="N",
+        help="at most N review records per second (default: 1; 0: off)",
+    )
+    c.add_argument(
+        "--review-min-confidence",
+        type=float,
+        metavar="P",
+        help="review a message whose top-class probability on a head is below P (default: 0.5)",
+    )
     c.add_argument("--max-messages", type=int, metavar="N", help="exit after N input messages (tests)")
     c.add_argument("--timeout", type=float, metavar="SECONDS", help="exit after this long (tests)")
     c.set_defaults(handler=run_consume)
@@ -136,6 +194,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     pace.add_argument("--as-fast-as-possible", action="store_true", help="no pacing (the default)")
     r.add_argument(
         "--b64", action="store_true", help="lines are JSON objects whose 'b64' field holds the bytes"
+    )
+    r.add_argument(
+        "--timestamps",
+        choices=("published", "now"),
+        default="published",
+        help="Kafka record timestamp of each line: its published_at (default; a recorded feed stays "
+        "within the daemon's event-time bounds) or the producer's clock (latency measurements)",
     )
     r.add_argument("--direct", action="store_true", help="no broker: run the pipeline over FILE")
     r.add_argument("--out", metavar="FILE", help="--direct: trend records JSONL (default: stdout)")
@@ -160,8 +225,13 @@ def run_consume(args: argparse.Namespace) -> int:
         daemon.stop.set()
         signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
 
+    def on_hangup(_signum: int, _frame: Any) -> None:
+        log.info("SIGHUP received: re-reading %s at the next batch boundary", settings.model)
+        daemon.request_reload()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     return daemon.run(count=args.max_messages, timeout=args.timeout)
 
 
@@ -174,7 +244,14 @@ def run_replay(args: argparse.Namespace) -> int:
         from pipeline.replay import replay_to_kafka
 
         topic = args.topic or settings.input_topic
-        sent = replay_to_kafka(settings, args.file, topic, speed=speed, b64=args.b64)
+        sent = replay_to_kafka(
+            settings,
+            args.file,
+            topic,
+            speed=speed,
+            b64=args.b64,
+            keep_published_time=args.timestamps == "published",
+        )
         print(f"replayed {sent} messages to {topic}", file=sys.stderr)
         return 0
 
@@ -191,6 +268,7 @@ def run_replay(args: argparse.Namespace) -> int:
         batch_size=settings.batch_max_messages,
         max_bytes=settings.max_message_bytes,
         b64=args.b64,
+        bounds=settings.event_time_bounds(),
     )
     now = result.scored[0].scored_at_ms if result.scored else 0
     outputs = [(args.out, [r.to_json_dict() for r in result.trends])]  # None: stdout

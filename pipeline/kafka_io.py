@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from models.errors import FinsentError
-from pipeline.settings import Settings
+from pipeline.settings import Settings, bootstrap_list
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,14 +46,20 @@ class Outgoing:
     topic: str
     key: bytes | None
     value: bytes
+    timestamp_ms: int | None = None  # the record timestamp; None: the producer's clock
 
 
-def _base(settings: Settings, client_id: str) -> dict[str, Any]:
+def client_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    """What every kafka-python client of the daemon is built with: servers, client id, security."""
     return {
-        "bootstrap_servers": [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()],
+        "bootstrap_servers": bootstrap_list("bootstrap_servers", settings.bootstrap_servers),
         "client_id": client_id,
         **settings.kafka_security(),
     }
+
+
+# The name this had before it was public; review_cli (and branches in flight) import it.
+_base = client_config
 
 
 def make_consumer(settings: Settings, group_id: str, client_id: str, max_poll_records: int) -> Any:
@@ -70,7 +76,7 @@ def make_consumer(settings: Settings, group_id: str, client_id: str, max_poll_re
         # fetch; a broker that honours the ask (or, like Tansu, ignores the per-partition limit) then
         # breaks the connection on every fetch of a busy partition. Keep the two consistent.
         **frame_limits(),
-        **_base(settings, client_id),
+        **client_config(settings, client_id),
     )
 
 
@@ -83,7 +89,7 @@ def make_producer(settings: Settings, client_id: str) -> Any:
         linger_ms=5,
         max_in_flight_requests_per_connection=1,  # retries must not reorder a topic's stream
         max_request_size=max(1_048_576, 4 * settings.max_message_bytes),
-        **_base(settings, client_id),
+        **client_config(settings, client_id),
     )
 
 
@@ -94,7 +100,7 @@ def ensure_topics(settings: Settings, topics: Iterable[str]) -> bool:
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     try:
-        admin = KafkaAdminClient(**_base(settings, "finsent-admin"))
+        admin = KafkaAdminClient(**client_config(settings, "finsent-admin"))
     except KafkaError as exc:
         raise BrokerError(f"{settings.bootstrap_servers}: cannot connect to create topics: {exc}") from exc
     try:
@@ -117,7 +123,9 @@ def publish(producer: Any, messages: Sequence[Outgoing], timeout_s: float = 30.0
     from kafka.errors import KafkaError
 
     try:
-        futures = [producer.send(m.topic, key=m.key, value=m.value) for m in messages]
+        futures = [
+            producer.send(m.topic, key=m.key, value=m.value, timestamp_ms=m.timestamp_ms) for m in messages
+        ]
         producer.flush(timeout=timeout_s)
         for fut in futures:
             fut.get(timeout=timeout_s)

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from pipeline import kafka_io
+from pipeline.broker_health import BrokerHealth
 from pipeline.kafka_io import Backoff, Outgoing
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
@@ -66,6 +67,8 @@ class KafkaStage:
         self.last_input_at: float | None = None
         self.consumed = 0
         self.done = threading.Event()
+        # Set by the app: the idle clock counts only while the broker answers (see broker_health).
+        self.health: BrokerHealth | None = None
 
     # -- set-up -----------------------------------------------------------------------------------
     def connect(self, topic: str) -> bool:
@@ -174,8 +177,11 @@ class KafkaStage:
             log.debug("%s stage: lag: %s", self.name, exc)
 
     def idle_for(self) -> float | None:
-        """Seconds since the last input (or since assignment); None before the first assignment."""
+        """Seconds since the last input (or since assignment), counted only while the broker answers;
+        None before the first assignment."""
         if self.assigned_at is None:
             return None
         since = max(self.assigned_at, self.last_input_at or 0.0)
-        return time.monotonic() - since
+        if self.health is None:
+            return time.monotonic() - since
+        return self.health.idle_seconds(since, time.monotonic())

@@ -7,18 +7,22 @@ only together. Units are in the names: `*_seconds`, `*_messages`, `*_total` for 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 from models.errors import ConfigError
+from pipeline.model_swap import OUTCOMES as SWAP_OUTCOMES
 
 log = logging.getLogger(__name__)
 
 # Messages per batch: powers of two up to well past the default max of 256.
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 SCORING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Top-class probability: 1/20 is the floor for 20 topics, 1/3 for sentiment; most mass sits high.
+CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -83,16 +87,78 @@ class Metrics:
             "finsent_late", "Events later than the allowed lateness, by topic", ["topic"], registry=r
         )
         self.duplicates = Counter("finsent_duplicates", "Duplicate ids skipped by the aggregator", registry=r)
-        self.model_info = Gauge(
-            "finsent_model_info", "The loaded model (value 1)", ["version", "provider", "variant"], registry=r
+        # An Info metric (exposed as finsent_model_info): one series, whose labels change on a swap.
+        self.model_info = Info("finsent_model", "The model now serving (value 1)", registry=r)
+        self.model_swaps = Counter(
+            "finsent_model_swaps",
+            "Model reloads by outcome: swapped, refused_labels, refused_invalid",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in SWAP_OUTCOMES:  # 0 from the start, not absent
+            self.model_swaps.labels(outcome=outcome)
+        self.confidence = Histogram(
+            "finsent_prediction_confidence",
+            "Top-class probability per scored message, by head (topic, sentiment)",
+            ["head"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.drift_psi = Gauge(
+            "finsent_drift_psi",
+            "Population stability index of the last drift_window_messages predictions against the "
+            "model's validation mix, by head (absent while unavailable)",
+            ["head"],
+            registry=r,
+        )
+        self.drift_reference = Gauge(
+            "finsent_drift_reference_available",
+            "1 when the serving model's manifest has the label distribution drift is measured against",
+            registry=r,
+        )
+        # Shadow scoring (--shadow-model): the candidate's answers on the same batches.
+        self.shadow_info = Info("finsent_shadow_model", "The shadow (candidate) model (value 1)", registry=r)
+        self.shadow_messages = Counter(
+            "finsent_shadow_messages",
+            "Scored messages offered to the shadow, by outcome: compared, skipped (it was behind), failed",
+            ["outcome"],
+            registry=r,
+        )
+        self.shadow_agree = Counter(
+            "finsent_shadow_agreements",
+            "Compared messages on which shadow and serving model predict the same class, by head",
+            ["head"],
+            registry=r,
+        )
+        self.shadow_flips = Counter(
+            "finsent_shadow_flips",
+            "Compared messages the shadow classes differently, by head and (serving, shadow) class",
+            ["head", "serving", "shadow"],
+            registry=r,
+        )
+        self.shadow_samples = Counter(
+            "finsent_shadow_samples", "Disagreements published to the shadow topic", registry=r
+        )
+        self.review = Counter(
+            "finsent_review_records",
+            "Messages sent to the review topic, by reason: low_confidence, shadow_disagreement",
+            ["reason"],
+            registry=r,
         )
         self.provider_fallback = Gauge(
             "finsent_provider_fallback",
             "1 when a GPU was requested or expected but the model runs on the CPU",
             registry=r,
         )
-        self.broker_up = Gauge("finsent_broker_up", "1 when the last broker operation succeeded", registry=r)
-        self.broker_errors = Counter("finsent_broker_errors", "Failed broker operations", registry=r)
+        self.broker_up = Gauge(
+            "finsent_broker_up", "1 while the broker answers and the last operation succeeded", registry=r
+        )
+        self.broker_errors = Counter(
+            "finsent_broker_errors", "Failed broker operations and unanswered probes", registry=r
+        )
+        self._broker_lock = threading.Lock()
+        self._ops_ok = False  # no operation yet: 0 until the stages connect
+        self._probe_ok = True  # no probe yet (or none running): the operations decide
         self.last_batch = Gauge(
             "finsent_last_batch_timestamp_seconds", "Unix time of the last scored batch", registry=r
         )
@@ -102,7 +168,7 @@ class Metrics:
         )
 
     def set_model(self, version: str, provider: str, variant: str, fallback: bool) -> None:
-        self.model_info.labels(version=version, provider=provider, variant=variant).set(1)
+        self.model_info.info({"version": version, "provider": provider, "variant": variant})
         self.provider_fallback.set(1 if fallback else 0)
 
     def set_topic_gauges(self, gauges: Mapping[str, Any]) -> None:
@@ -114,12 +180,33 @@ class Metrics:
             self.spike_score.labels(topic=topic).set(g.spike_score)
             self.spike_active.labels(topic=topic).set(1 if g.spike_active else 0)
 
+    # finsent_broker_up is 1 only while the probe gets answers (see broker_health) *and* the last
+    # operation of the stages succeeded: the probe alone would hide a broker that answers but refuses
+    # to publish, the operations alone miss a silent broker (an empty poll is not an answer).
     def broker_ok(self) -> None:
-        self.broker_up.set(1)
+        with self._broker_lock:
+            self._ops_ok = True
+            self._set_broker_up()
 
     def broker_failed(self) -> None:
-        self.broker_up.set(0)
+        with self._broker_lock:
+            self._ops_ok = False
+            self._set_broker_up()
         self.broker_errors.inc()
+
+    def broker_probe(self, answered: bool, resumed: bool = False) -> None:
+        """The probe's verdict; `resumed` (first answer after a silence) clears an operation failure,
+        which the silence explains, until the next operation says otherwise."""
+        with self._broker_lock:
+            self._probe_ok = answered
+            if resumed:
+                self._ops_ok = True
+            self._set_broker_up()
+        if not answered:
+            self.broker_errors.inc()
+
+    def _set_broker_up(self) -> None:
+        self.broker_up.set(1 if self._ops_ok and self._probe_ok else 0)
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> Any:

@@ -9,6 +9,12 @@ Input schema (README "Input schema"): a JSON object with `id` (non-empty string)
 `headline` (+ optional `body`), optional `published_at` (ISO 8601 with a UTC offset; the event time,
 defaulting to the Kafka record timestamp), optional `source` (string) and `tickers` (list of
 strings). Other fields (`truth` in the test feeds, say) are ignored.
+
+Event time is bounded (`EventTimeBounds`): one headline dated 2100 would otherwise move the
+aggregate stage's watermark past every open window, and a date that leaves datetime's range once
+converted to UTC cannot even be written back out. The bounds are judged against the record
+timestamp (the processing clock `now_ms` when there is none), so a consumer working through a
+backlog does not reject old-but-honest news.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 # Reason codes, in roughly the order the checks run. Stable: metrics and alerts use them.
@@ -35,9 +41,53 @@ REASONS = (
     "bad_published_at",
     "bad_field_type",
     "missing_time",
+    "event_time_out_of_range",
     "scoring_failed",
+    "serialization_failed",
 )
 MAX_ID_CHARS = 256
+DAY_MS = 86_400_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Epoch milliseconds that `datetime` can represent (0001-01-01 .. 9999-12-31, UTC).
+MIN_DATETIME_MS = (datetime.min.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
+MAX_DATETIME_MS = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class EventTimeBounds:
+    """How far an event time may lie from its reference time before the message is dead-lettered.
+
+    Reference: the Kafka record timestamp, else the processing clock. For "ahead" it is the earlier
+    of the two, so a producer whose clock (or a replay's copied timestamp) is in the future cannot
+    carry a future event time past the check.
+    """
+
+    max_ahead_ms: int = DAY_MS
+    max_behind_ms: int = 30 * DAY_MS
+
+    def violation(self, event_ms: int, record_ms: int | None, now_ms: int) -> str | None:
+        """None when `event_ms` is acceptable, else why not (for the dead letter's message)."""
+        behind_ref = record_ms if record_ms is not None and record_ms >= 0 else now_ms
+        ahead_ref = min(behind_ref, now_ms)
+        what = "the record timestamp" if behind_ref != now_ms else "the processing clock"
+        if event_ms - ahead_ref > self.max_ahead_ms:
+            ref = "the processing clock" if ahead_ref == now_ms else what
+            return (
+                f"event time {iso_utc(event_ms)} is {_span(event_ms - ahead_ref)} ahead of {ref} "
+                f"{iso_utc(ahead_ref)} (limit {_span(self.max_ahead_ms)})"
+            )
+        if behind_ref - event_ms > self.max_behind_ms:
+            return (
+                f"event time {iso_utc(event_ms)} is {_span(behind_ref - event_ms)} behind {what} "
+                f"{iso_utc(behind_ref)} (limit {_span(self.max_behind_ms)})"
+            )
+        return None
+
+
+def _span(ms: int) -> str:
+    if ms >= DAY_MS:
+        return f"{ms / DAY_MS:.1f} days"
+    return f"{ms / 3_600_000:.1f} h" if ms >= 3_600_000 else f"{ms / 1000:.0f} s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +157,29 @@ class _Reject(Exception):
 
 
 def iso_utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+    """Epoch milliseconds as ISO 8601 UTC. Total: a value outside datetime's range (which only a
+    record from before the range checks existed can carry) is written as the number itself, because
+    an output that cannot be formatted must not stop the stage that formats it."""
+    try:
+        return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+    except OverflowError:
+        return f"{ms}ms-since-epoch"
 
 
 def parse_published_at(value: str) -> int:
-    """ISO 8601 with an offset -> epoch milliseconds. ValueError when it is not that."""
+    """ISO 8601 with an offset -> epoch milliseconds. ValueError when it is not that, or when the
+    instant is not representable in UTC (0001-01-01T00:00:00+01:00 is year 0 there)."""
     text = value.strip()
     if text.endswith(("z", "Z")):
         text = text[:-1] + "+00:00"
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         raise ValueError("no UTC offset (write e.g. 2026-03-02T14:05:00Z)")
-    return int(dt.timestamp() * 1000)
+    try:
+        utc = dt.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise ValueError("outside the years 1..9999 once converted to UTC") from None
+    return (utc - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _encodable(text: str) -> bool:
@@ -190,7 +251,9 @@ def _id_of(obj: dict[str, Any]) -> str:
     return value
 
 
-def _item(obj: dict[str, Any], origin: Origin, raw: bytes) -> NewsItem:
+def _item(
+    obj: dict[str, Any], origin: Origin, raw: bytes, bounds: EventTimeBounds | None, now_ms: int | None
+) -> NewsItem:
     item_id = _id_of(obj)
     text = _text_of(obj, item_id)
     published = obj.get("published_at")
@@ -209,6 +272,11 @@ def _item(obj: dict[str, Any], origin: Origin, raw: bytes) -> NewsItem:
         event_time_ms = origin.timestamp_ms
     else:
         raise _Reject("missing_time", "no 'published_at' and no record timestamp", item_id)
+    if bounds is not None:
+        assert now_ms is not None, "event-time bounds need the processing clock"
+        why = bounds.violation(event_time_ms, origin.timestamp_ms, now_ms)
+        if why is not None:
+            raise _Reject("event_time_out_of_range", why, item_id)
     return NewsItem(
         id=item_id,
         text=text,
@@ -221,8 +289,18 @@ def _item(obj: dict[str, Any], origin: Origin, raw: bytes) -> NewsItem:
     )
 
 
-def parse_message(raw: bytes | None, origin: Origin, *, max_bytes: int) -> NewsItem | DeadLetter:
-    """Validate one message. Never raises: anything unusable becomes a `DeadLetter`."""
+def parse_message(
+    raw: bytes | None,
+    origin: Origin,
+    *,
+    max_bytes: int,
+    bounds: EventTimeBounds | None = None,
+    now_ms: int | None = None,
+) -> NewsItem | DeadLetter:
+    """Validate one message. Never raises: anything unusable becomes a `DeadLetter`.
+
+    With `bounds` (the daemon always passes them, with `now_ms`), an event time too far from the
+    record timestamp is dead-lettered as `event_time_out_of_range`."""
     data = raw or b""
 
     def dead(reason: str, message: str, item_id: str | None = None) -> DeadLetter:
@@ -245,6 +323,6 @@ def parse_message(raw: bytes | None, origin: Origin, *, max_bytes: int) -> NewsI
     if not isinstance(obj, dict):
         return dead("not_an_object", f"JSON value is {type(obj).__name__}, expected an object")
     try:
-        return _item(obj, origin, data)
+        return _item(obj, origin, data, bounds, now_ms)
     except _Reject as rej:
         return dead(rej.reason, rej.message, rej.item_id)

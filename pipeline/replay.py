@@ -3,6 +3,9 @@ broker (`finsent replay FILE --direct`).
 
 A feed is JSONL, one message per line, sent as the line's exact bytes: replay does not validate
 (that is the daemon's job, so a bad line in a feed reaches the DLQ like it would in production).
+Each record's Kafka timestamp is the line's `published_at` (`record_timestamp`), as if the feed were
+arriving live when it was recorded: the daemon bounds event time around the record timestamp, so a
+recorded day replayed months later is still scored (`--timestamps now` keeps the producer's clock).
 With `--b64` each line is a JSON object whose `b64` field holds the message bytes, for feeds that
 must carry bytes that are not UTF-8 or not JSON (tests/feeds/malformed.jsonl).
 
@@ -27,7 +30,7 @@ from typing import IO, Any
 
 from models.errors import DataError
 from pipeline.batching import chunks
-from pipeline.records import DeadLetter, Origin, parse_message, parse_published_at
+from pipeline.records import DeadLetter, EventTimeBounds, Origin, parse_message, parse_published_at
 from pipeline.scoring import ScoredRecord, ScorerLike, score_batch
 from pipeline.settings import Settings
 
@@ -75,6 +78,12 @@ def peek(raw: bytes) -> tuple[str | None, int | None]:
     return key, when
 
 
+def record_timestamp(published_ms: int | None) -> int | None:
+    """The Kafka timestamp a replayed line is produced with: its published_at, where it has one that a
+    record timestamp can hold (not before 1970); else None, the producer's clock."""
+    return published_ms if published_ms is not None and published_ms >= 0 else None
+
+
 def pacing(speed: float | None, clock: Callable[[], float] = time.monotonic) -> Callable[[int | None], float]:
     """A function: event time (ms) -> seconds to sleep before sending, keeping relative timing / speed."""
     start: list[float] = []
@@ -92,9 +101,16 @@ def pacing(speed: float | None, clock: Callable[[], float] = time.monotonic) -> 
 
 
 def replay_to_kafka(
-    settings: Settings, path: str | Path, topic: str, *, speed: float | None = None, b64: bool = False
+    settings: Settings,
+    path: str | Path,
+    topic: str,
+    *,
+    speed: float | None = None,
+    b64: bool = False,
+    keep_published_time: bool = True,
 ) -> int:
-    """Produce every line of the feed to `topic`, keyed by id; returns the number sent (all acknowledged)."""
+    """Produce every line of the feed to `topic`, keyed by id, timestamped with its published_at
+    (unless `keep_published_time` is False); returns the number sent (all acknowledged)."""
     from pipeline import kafka_io
 
     if settings.create_topics:
@@ -114,7 +130,8 @@ def replay_to_kafka(
                 kafka_io.publish(producer, batch)
                 batch.clear()
                 time.sleep(wait)
-            batch.append(kafka_io.Outgoing(topic, key.encode("utf-8") if key else None, raw))
+            stamp = record_timestamp(when) if keep_published_time else None
+            batch.append(kafka_io.Outgoing(topic, key.encode("utf-8") if key else None, raw, stamp))
             sent += 1
             if len(batch) >= 1000:
                 kafka_io.publish(producer, batch)
@@ -144,15 +161,18 @@ def replay_direct(
     max_bytes: int = 65536,
     b64: bool = False,
     now_ms: int | None = None,
+    bounds: EventTimeBounds | None = None,
 ) -> DirectResult:
     """The daemon's pipeline over a file, no broker. Deterministic for a fixed model and `now_ms`.
 
-    A message without `published_at` takes the latest event time seen before it (the stand-in for
-    the Kafka record timestamp, which a file does not have), or `now_ms` at the start of the file.
+    Each line's record timestamp is what `replay_to_kafka` would give it: its own published_at; for a
+    line without one, the latest event time seen before it, or `now_ms` at the start of the file.
+    `bounds` (event time around that timestamp, as the daemon checks it) default to the settings'.
     """
     from pipeline.aggregator import Aggregator, to_event
 
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    bounds = EventTimeBounds() if bounds is None else bounds
     agg = Aggregator(trend_settings)
     result = DirectResult()
     latest: int | None = None
@@ -160,8 +180,11 @@ def replay_direct(
     for batch in chunks(read_feed(path, b64=b64), batch_size):
         items = []
         for number, raw in batch:
-            stand_in = now_ms if latest is None else latest
-            parsed = parse_message(raw, Origin(name, 0, number, stand_in), max_bytes=max_bytes)
+            stamp = record_timestamp(peek(raw)[1])
+            if stamp is None:
+                stamp = now_ms if latest is None else latest
+            origin = Origin(name, 0, number, stamp)
+            parsed = parse_message(raw, origin, max_bytes=max_bytes, bounds=bounds, now_ms=now_ms)
             if isinstance(parsed, DeadLetter):
                 result.dead.append(parsed)
                 continue

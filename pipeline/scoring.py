@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pipeline.records import DeadLetter, NewsItem, iso_utc
+from pipeline.records import MAX_DATETIME_MS, MIN_DATETIME_MS, DeadLetter, NewsItem, iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def scored_event(value: bytes) -> ScoredFields:
     if not isinstance(obj, dict):
         raise ValueError("scored record is not a JSON object")
     try:
-        return ScoredFields(
+        fields = ScoredFields(
             id=str(obj["id"]),
             topic=str(obj["topic"]),
             sentiment=str(obj["sentiment"]),
@@ -136,6 +136,11 @@ def scored_event(value: bytes) -> ScoredFields:
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"scored record lacks a valid field: {exc}") from None
+    if not MIN_DATETIME_MS <= fields.event_time_ms <= MAX_DATETIME_MS:
+        # Only a writer without today's checks (an older daemon) produces this; it must not reach
+        # the windows, whose bounds are written as dates.
+        raise ValueError(f"event_time_ms {fields.event_time_ms} is outside the years 1..9999")
+    return fields
 
 
 def _source(value: Any) -> tuple[str, int] | None:

@@ -6,7 +6,8 @@ names where the bad value came from (the file, the variable or the flag), becaus
 without a source is useless when three layers can set the same field.
 
 Kafka security settings are passed through to kafka-python untouched; secrets are masked whenever
-the settings are logged or printed. Trend and spike parameters are forwarded to `TrendSettings` by
+the settings are logged or printed, and `mask_secrets_in_logs` keeps them out of every log record
+(kafka-python's own debug dump of its configuration included). Trend and spike parameters are forwarded to `TrendSettings` by
 name (`trends:` section of the file, `FINSENT_TRENDS_<FIELD>`, `--trend FIELD=VALUE`), so this module
 does not have to repeat that module's list of knobs.
 """
@@ -17,12 +18,14 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from models.errors import ConfigError
+from pipeline.records import DAY_MS, EventTimeBounds
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +54,40 @@ class Settings:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_plain_username: str | None = None
-    sasl_plain_password: str | None = None
+    sasl_plain_password: str | None = field(default=None, repr=False)
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    ssl_password: str | None = None
+    ssl_password: str | None = field(default=None, repr=False)
     # Model
     model: str = "artifacts/latest"
     provider: str = "auto"
     variant: str | None = None
     threads: int | None = None
+    # Model swaps while running (README "Swapping the model"): how often `model` is re-checked
+    # (0: only on SIGHUP), and whether a model with other topic labels may replace the running one.
+    model_check_interval_s: float = 10.0
+    allow_label_change: bool = False
+    # Drift (README "Confidence and drift"): predictions in the sliding window compared with the
+    # model's validation mix.
+    drift_window_messages: int = 2000
+    # Shadow scoring (README "Shadowing a candidate"): a second model on the same batches, off the
+    # hot path; a rate-limited sample of its disagreements goes to shadow_topic.
+    shadow_model: str | None = None
+    shadow_topic: str = "news.shadow"
+    shadow_sample_per_s: float = 1.0
+    # The review queue (README "The review loop"): unsure messages to review_topic, at most
+    # review_per_s per second (0: off), once per story.
+    review_topic: str = "news.review"
+    review_per_s: float = 1.0
+    review_min_confidence: float = 0.5
     # Micro-batching and input limits
     batch_max_messages: int = 256
     batch_max_wait_ms: int = 50
     max_message_bytes: int = 65536
+    # Event time further than this from the record timestamp goes to the DLQ (event_time_out_of_range).
+    event_time_max_ahead_ms: int = DAY_MS
+    event_time_max_behind_ms: int = 30 * DAY_MS
     # Process
     stage: str = "all"
     metrics_host: str = "0.0.0.0"
@@ -80,7 +103,16 @@ class Settings:
         if self.variant is not None:
             _check_choice("variant", self.variant, VARIANTS)
         _check_choice("security_protocol", self.security_protocol, SECURITY_PROTOCOLS)
-        for name in ("batch_max_messages", "max_message_bytes", "topic_partitions", "replication_factor"):
+        bootstrap_list("bootstrap_servers", self.bootstrap_servers)
+        for name in (
+            "batch_max_messages",
+            "max_message_bytes",
+            "topic_partitions",
+            "replication_factor",
+            "drift_window_messages",
+            "event_time_max_ahead_ms",
+            "event_time_max_behind_ms",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_max_wait_ms < 0:
@@ -89,12 +121,38 @@ class Settings:
             raise ConfigError(f"metrics_port must be 0..65535 (0 disables), got {self.metrics_port}")
         if self.exit_when_idle_s is not None and self.exit_when_idle_s <= 0:
             raise ConfigError(f"exit_when_idle_s must be > 0, got {self.exit_when_idle_s}")
+        if self.model_check_interval_s < 0:
+            raise ConfigError(f"model_check_interval_s must be >= 0, got {self.model_check_interval_s}")
+        if self.review_per_s < 0:
+            raise ConfigError(f"review_per_s must be >= 0, got {self.review_per_s}")
+        if not 0 <= self.review_min_confidence <= 1:
+            raise ConfigError(f"review_min_confidence must be in 0..1, got {self.review_min_confidence}")
+        if self.review_per_s > 0 and self.review_topic in (
+            self.input_topic,
+            self.scored_topic,
+            self.trends_topic,
+            self.dlq_topic,
+            self.shadow_topic if self.shadow_model is not None else None,
+        ):
+            raise ConfigError(
+                f"review_topic {self.review_topic!r} must differ from the daemon's other topics"
+            )
+        if self.shadow_sample_per_s < 0:
+            raise ConfigError(f"shadow_sample_per_s must be >= 0, got {self.shadow_sample_per_s}")
+        if self.shadow_model is not None and self.shadow_topic in (
+            self.input_topic,
+            self.scored_topic,
+            self.trends_topic,
+            self.dlq_topic,
+        ):
+            raise ConfigError(
+                f"shadow_topic {self.shadow_topic!r} must differ from the daemon's other topics"
+            )
         if self.retry_backoff_max_s <= 0:
             raise ConfigError(f"retry_backoff_max_s must be > 0, got {self.retry_backoff_max_s}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         for name in (
-            "bootstrap_servers",
             "group_id",
             "input_topic",
             "scored_topic",
@@ -118,6 +176,9 @@ class Settings:
         """The aggregate stage's restart state (compacted; see pipeline.changelog)."""
         return f"{self.aggregate_group_id}-changelog"
 
+    def event_time_bounds(self) -> EventTimeBounds:
+        return EventTimeBounds(self.event_time_max_ahead_ms, self.event_time_max_behind_ms)
+
     def kafka_security(self) -> dict[str, Any]:
         """kafka-python keyword arguments for the security settings that are set."""
         names = (
@@ -131,6 +192,10 @@ class Settings:
             "ssl_password",
         )
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def secrets(self) -> list[str]:
+        """The secret values that are set (for `mask_secrets_in_logs`)."""
+        return [v for n in sorted(SECRET_FIELDS) if (v := getattr(self, n))]
 
     def masked(self) -> dict[str, Any]:
         """The settings as a dict with secrets replaced, for logs."""
@@ -155,6 +220,28 @@ class Settings:
             return TrendSettings(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"invalid trend settings {kwargs}: {exc}") from exc
+
+
+# host:port, the host a name, an IPv4 address or a bracketed IPv6 address.
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?):([0-9]{1,5})$")
+
+
+def bootstrap_list(source: str, value: str) -> list[str]:
+    """`host:port[,host:port...]` -> the list kafka-python takes; ConfigError (naming `source`) when
+    an entry is not host:port or its port is outside 1..65535. kafka-python itself would raise a bare
+    ValueError for bad syntax and retry an impossible port forever."""
+    entries = [e.strip() for e in str(value).split(",") if e.strip()]  # a trailing comma is harmless
+    if not entries:
+        raise ConfigError(f"{source}: bootstrap_servers is empty; expected host:port[,host:port...]")
+    for entry in entries:
+        m = _HOST_PORT.match(entry)
+        if m is None:
+            raise ConfigError(
+                f"{source}: bootstrap server {entry!r} is not host:port (e.g. kafka-1:9092, [::1]:9092)"
+            )
+        if not 1 <= int(m.group(3)) <= 65535:
+            raise ConfigError(f"{source}: bootstrap server {entry!r}: port must be 1..65535")
+    return entries
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -245,6 +332,7 @@ def load_settings(
     env = os.environ if env is None else env
     names = {f.name for f in fields(Settings)}
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # field -> where its value came from, for error messages
     trends: dict[str, Any] = {}
 
     config_file = config_file or env.get(f"{ENV_PREFIX}CONFIG") or None
@@ -257,6 +345,7 @@ def load_settings(
                 trends.update(value)
             elif key in names:
                 values[key] = _coerce(f"{config_file}: {key}", value, _field_type(Settings, key))
+                sources[key] = f"{config_file}: {key}"
             else:
                 raise ConfigError(f"{config_file}: unknown setting {key!r}")
 
@@ -269,6 +358,7 @@ def load_settings(
                 continue
             if key in names and key != "trends":
                 values[key] = _coerce(var, value, _field_type(Settings, key))
+                sources[key] = var
             else:
                 # Other parts of finsent read FINSENT_* variables too (e.g. FINSENT_EXPECT_GPU), so an
                 # unknown name is not an error here; a typo still shows up in the log.
@@ -282,9 +372,50 @@ def load_settings(
             continue
         flag = "--" + key.replace("_", "-")
         values[key] = _coerce(flag, value, _field_type(Settings, key))
+        sources[key] = flag
 
+    if "bootstrap_servers" in values:
+        # Checked here as well as in Settings, so the error names the file, variable or flag.
+        bootstrap_list(sources["bootstrap_servers"], values["bootstrap_servers"])
     values["trends"] = trends
     return Settings(**values)
+
+
+_MASK = "***"
+
+
+def mask_secrets_in_logs(secrets: Iterable[str | None]) -> None:
+    """From now on, every log record of this process has these values replaced by `***`.
+
+    A record factory rather than a logging.Filter: filters attached to a logger do not see records
+    of its child loggers (kafka.admin.client, kafka.conn, ...), and handler filters miss handlers added
+    later; the factory runs for every record that any logger emits. kafka-python logs its whole
+    configuration, passwords included, at DEBUG (`-v`). Calling it again replaces the set."""
+    values = sorted({s for s in secrets if s}, key=len, reverse=True)  # longest first: overlaps
+    global _base_factory
+    if _base_factory is None:
+        _base_factory = logging.getLogRecordFactory()
+    base = _base_factory
+    if not values:
+        logging.setLogRecordFactory(base)
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken format string: leave it to the handler to report, as before
+            return record
+        if any(v in text for v in values):
+            for v in values:
+                text = text.replace(v, _MASK)
+            record.msg, record.args = text, None
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
+_base_factory: Any = None
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

@@ -17,15 +17,17 @@ What is judged (see README "Trends and spike detection" for the why of each defa
   a Poisson count) and at least `min_volume_std` (so a near-zero baseline cannot make one headline huge).
 - z_share = (share - p0) / sqrt(p0 (1 - p0) / total + share_std_floor^2): the share against the binomial
   noise expected at this window's volume, so a window of three messages cannot produce a big share z.
-- spike_score = sqrt(z_volume * z_share) when both are positive, else min(z_volume, z_share): *both* the
-  number of negatives and their share must be unusual, and a strong one partly makes up for a moderate
-  one (at 5-10 messages a minute binomial noise caps z_share near 3 even for an all-negative window, so
-  a plain min would never fire on the surges we care about). A busy but balanced news day raises z_volume
+- spike_score = the harmonic mean 2 z_volume z_share / (z_volume + z_share) when both are positive, else
+  min(z_volume, z_share) (`combine`): it lies between the smaller z and twice it, so *both* the number
+  of negatives and their share must be unusual, and a strong one partly makes up for a moderate one (at
+  5-10 messages a minute binomial noise caps z_share near 3 even for an all-negative window, so a plain
+  min would never fire on the surges we care about). A busy but balanced news day raises z_volume
   alone; one angry headline in a quiet topic raises z_share alone; neither scores high. The score is 0.0
   until the topic is warmed up (no baseline to judge by). Alerts key on `spike_active`; the score is for
   ranking and dashboards.
 - Entry: score >= z_enter with at least `min_negatives` negatives and `min_total` messages, for
-  `enter_windows` consecutive windows, after `warmup_windows` windows of history.
+  `enter_windows` windows with none scoring below z_leave between them, after `warmup_windows` windows
+  of history.
 - Exit (hysteresis): `leave_windows` consecutive windows with score < z_leave.
 - While a spike is active (or a window qualifies for one) the baseline moves at `active_slowdown` times
   its normal rate, so the surge does not become its own baseline; slowed rather than frozen so that a

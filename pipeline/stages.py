@@ -25,7 +25,7 @@ from pipeline.kafka_io import Outgoing
 from pipeline.kafka_stage import KafkaStage
 from pipeline.metrics import Metrics
 from pipeline.records import DeadLetter, NewsItem, Origin, parse_message
-from pipeline.scoring import ScorerLike, score_batch
+from pipeline.scoring import ScoredRecord, ScorerLike, score_batch
 from pipeline.settings import Settings
 from pipeline.trends import EventError, TrendRecord, TrendSettings
 
@@ -50,14 +50,35 @@ def trend_outgoing(topic_name: str, records: list[TrendRecord]) -> list[Outgoing
 def dead_outgoing(
     topic_name: str, dead: list[DeadLetter], now_ms: int, max_raw_bytes: int | None = None
 ) -> list[Outgoing]:
-    return [
-        Outgoing(
-            topic_name,
-            d.reason.encode(),
-            json.dumps(d.to_dict(now_ms, max_raw_bytes), ensure_ascii=False).encode("utf-8"),
-        )
-        for d in dead
-    ]
+    return [Outgoing(topic_name, d.reason.encode(), _dead_bytes(d, now_ms, max_raw_bytes)) for d in dead]
+
+
+def _dead_bytes(d: DeadLetter, now_ms: int, max_raw_bytes: int | None) -> bytes:
+    record = d.to_dict(now_ms, max_raw_bytes)
+    try:
+        return json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate quoted in the message: \u-escapes are valid JSON and always encode.
+        return json.dumps(record, ensure_ascii=True).encode("ascii")
+
+
+def scored_outgoing(
+    topic_name: str, scored: list[ScoredRecord]
+) -> tuple[list[Outgoing], list[ScoredRecord], list[DeadLetter]]:
+    """Serialise each scored record on its own: one that cannot be written (a value no check caught)
+    is dead-lettered as `serialization_failed` with its input bytes, and its batch mates go on."""
+    out: list[Outgoing] = []
+    ok: list[ScoredRecord] = []
+    dead: list[DeadLetter] = []
+    for r in scored:
+        try:
+            out.append(Outgoing(topic_name, r.key, r.to_bytes()))
+            ok.append(r)
+        except Exception as exc:
+            it = r.item
+            msg = f"{it.origin}: id {it.id!r}: scored record not serialisable: {type(exc).__name__}: {exc}"
+            dead.append(DeadLetter("serialization_failed", msg, it.raw, it.origin, it.id))
+    return out, ok, dead
 
 
 class ScoreStage(KafkaStage):
@@ -69,10 +90,16 @@ class ScoreStage(KafkaStage):
         super().__init__(settings, metrics, stop, settings.group_id)
         self.scorer = scorer
         self.first_input_seen = False
+        self.reloader: Any = None  # pipeline.model_reload.ModelReloader when the model may be swapped
+        self.monitor: Any = None  # pipeline.model_monitor.ModelMonitor: confidence and drift
+        self.shadow: Any = None  # pipeline.shadow.ShadowScorer with --shadow-model
+        self.review: Any = None  # pipeline.review.ReviewSampler unless review_per_s is 0
 
     def step(self) -> int:
         """One micro-batch: poll, parse, score, publish, commit. Returns the messages handled."""
         s = self.settings
+        if self.reloader is not None:  # between two batches: the only place the model changes
+            self.scorer = self.reloader.between_batches(self.scorer)
         self.rebalanced = False
         batch = collect_batch(
             self.poll,
@@ -102,9 +129,12 @@ class ScoreStage(KafkaStage):
         s, m = self.settings, self.metrics
         items: list[NewsItem] = []
         dead: list[DeadLetter] = []
+        bounds, parsed_at_ms = s.event_time_bounds(), _now_ms()
         for rec in batch:
             origin = Origin(rec.topic, rec.partition, rec.offset, rec.timestamp)
-            parsed = parse_message(rec.value, origin, max_bytes=s.max_message_bytes)
+            parsed = parse_message(
+                rec.value, origin, max_bytes=s.max_message_bytes, bounds=bounds, now_ms=parsed_at_ms
+            )
             if isinstance(parsed, DeadLetter):
                 dead.append(parsed)
             else:
@@ -114,8 +144,12 @@ class ScoreStage(KafkaStage):
         elapsed = time.perf_counter() - t0
         dead.extend(failed)
         now_ms = _now_ms()
-        out = [Outgoing(s.scored_topic, r.key, r.to_bytes()) for r in scored]
+        out, scored, unwritable = scored_outgoing(s.scored_topic, scored)
+        dead.extend(unwritable)
         out.extend(dead_outgoing(s.dlq_topic, dead, now_ms, s.max_message_bytes))
+        # unsure messages ride with their batch: as durable as the scored records, no producer of their own
+        review = self.review.low_confidence(scored) if self.review is not None else []
+        out.extend(review)
         if not self.publish(out):
             log.warning("score stage: stopping with an unpublished batch of %d (not committed)", len(batch))
             return
@@ -144,6 +178,11 @@ class ScoreStage(KafkaStage):
             start = ts if ts is not None and ts > 0 else r.item.event_time_ms
             m.latency.observe(max(0.0, (done_ms - start) / 1000))
         m.last_batch.set(done_ms / 1000)
+        m.review.labels(reason="low_confidence").inc(len(review))
+        if self.monitor is not None:
+            self.monitor.observe(scored)
+        if self.shadow is not None:
+            self.shadow.offer(scored)
 
 
 class AggregateStage(KafkaStage):

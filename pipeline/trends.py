@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
 from typing import Any, Literal
 
 from models.errors import ConfigError, FinsentError
+from pipeline.records import iso_utc as records_iso_utc
 from pipeline.spikes import SpikeParams, SpikeState, step
 from pipeline.windows import (
     SENTIMENTS,
@@ -173,7 +173,9 @@ class TrendSettings:
 
 
 def iso_utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+    # Via records.iso_utc, which never raises: a window ending past 9999-12-31 must not stop the stage.
+    text = records_iso_utc(ms)
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 @dataclass(frozen=True)

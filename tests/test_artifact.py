@@ -9,96 +9,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from models.artifact import (
-    MANIFEST_NAME,
-    TOKENIZER_FILE,
-    new_version,
-    publish,
-    verify_artifact,
-    write_labels,
-    write_manifest,
-)
+from devstack.finsent import finsent_argv
+from models.artifact import MANIFEST_NAME, TOKENIZER_FILE, verify_artifact
 from models.errors import ArtifactError, ConfigError
 from models.runtime import Scorer, resolve_provider
-
-TOPICS = ["Energy | Oil", "Earnings", "Macro"]
-SENTIMENTS = ["negative", "neutral", "positive"]
-WORDS = "oil crude refinery profit quarter beats misses inflation jobs rates falls rises".split()
-
-
-def _graph(vocab: int, dim: int, seed: int = 0) -> onnx.ModelProto:
-    rng = np.random.default_rng(seed)
-    inits = [
-        numpy_helper.from_array(rng.normal(size=(vocab, dim)).astype(np.float32), "emb"),
-        numpy_helper.from_array(rng.normal(size=(dim, len(TOPICS))).astype(np.float32), "w_topic"),
-        numpy_helper.from_array(rng.normal(size=(dim, len(SENTIMENTS))).astype(np.float32), "w_sent"),
-        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
-    ]
-    nodes = [
-        helper.make_node("Gather", ["emb", "input_ids"], ["tok"]),
-        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["maskf", "axis2"], ["mask3"]),
-        helper.make_node("Mul", ["tok", "mask3"], ["masked"]),
-        helper.make_node("ReduceSum", ["masked", "axis1"], ["summed"], keepdims=0),
-        helper.make_node("ReduceSum", ["mask3", "axis1"], ["count"], keepdims=0),
-        helper.make_node("Div", ["summed", "count"], ["pooled"]),
-        helper.make_node("MatMul", ["pooled", "w_topic"], ["lt"]),
-        helper.make_node("Softmax", ["lt"], ["topic_probs"], axis=-1),
-        helper.make_node("MatMul", ["pooled", "w_sent"], ["ls"]),
-        helper.make_node("Softmax", ["ls"], ["sentiment_probs"], axis=-1),
-    ]
-    dyn = ["batch_size", "sequence_length"]
-    graph = helper.make_graph(
-        nodes,
-        "toy",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, dyn),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, dyn),
-        ],
-        [
-            helper.make_tensor_value_info("topic_probs", TensorProto.FLOAT, ["batch_size", len(TOPICS)]),
-            helper.make_tensor_value_info("sentiment_probs", TensorProto.FLOAT, ["batch_size", 3]),
-        ],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
-
-
-def build_toy_artifact(root: Path) -> Path:
-    staging = root / "staging"
-    (staging / "tokenizer").mkdir(parents=True)
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(
-        [" ".join(WORDS)] * 3, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]"])
-    )
-    tok.save(str(staging / TOKENIZER_FILE))
-    onnx.save(_graph(tok.get_vocab_size(), 8), str(staging / "model.onnx"))
-    write_labels(staging, TOPICS, SENTIMENTS)
-    write_manifest(
-        staging,
-        {
-            "version": new_version(),
-            "base_model": "toy",
-            "labels": {"topic": TOPICS, "sentiment": SENTIMENTS},
-            "max_length": 16,
-            "pad_token_id": 0,
-        },
-    )
-    return publish(staging, root / "artifacts", "v1")
+from tests.support.toy_artifact import TOPICS, build_toy_artifact
 
 
 @pytest.fixture()
@@ -175,7 +95,7 @@ def test_missing_variant_is_a_clear_error(toy: Path) -> None:
 
 
 def test_score_cli_prints_json_and_refuses_bad_artifacts(toy: Path, tmp_path: Path) -> None:
-    finsent = [sys.executable, "-m", "pipeline.cli"]
+    finsent = finsent_argv()
     out = subprocess.run(
         [*finsent, "score", "--model", str(toy.parent / "latest"), "oil falls", "profit beats"],
         capture_output=True,

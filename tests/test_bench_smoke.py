@@ -19,8 +19,9 @@ def tiny_with_checkpoint() -> tuple[Path, Path]:
 
     def build(root: Path) -> Path:
         from tests.support.tiny_models import TinyVocabulary, build_base_model, write_csv
+        from training.config import TrainConfig
         from training.data import DEFAULT_TOPICS
-        from training.train import TrainConfig, train_and_export
+        from training.train import train_and_export
 
         # The settings of tests/support/tiny_models.build_tiny_artifact, plus the checkpoint.
         vocab = TinyVocabulary(DEFAULT_TOPICS, seed=0)

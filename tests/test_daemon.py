@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from models.artifact import verify_artifact
-from pipeline.records import iso_utc
 from tests.support.broker import Broker, free_port, read_topic, values
 from tests.support.daemon_procs import (
     clean_env,
@@ -27,10 +26,9 @@ from tests.support.daemon_procs import (
     start_consume,
     write_feed,
 )
-from tests.test_artifact import WORDS, build_toy_artifact
+from tests.support.toy_artifact import build_toy_artifact, good_rows
 
 FEEDS = Path(__file__).parent / "feeds"
-T0_MS = 1_772_445_600_000  # 2026-03-02T10:00Z
 
 
 def test_daemon_and_replay_do_not_import_torch_or_transformers() -> None:
@@ -50,18 +48,6 @@ def test_a_bad_artifact_is_a_clean_cli_error(tmp_path: Path) -> None:
     )
     out = finsent("consume", "--batch-max-messages", "0")
     assert out.returncode == 2 and "batch_max_messages must be >= 1" in out.stderr
-
-
-def good_rows(n: int, prefix: str = "g") -> list[dict]:
-    return [
-        {
-            "id": f"{prefix}{i}",
-            "headline": " ".join(WORDS[(i + k) % len(WORDS)] for k in range(4)),
-            "published_at": iso_utc(T0_MS + i * 10_000),
-            "source": "test",
-        }
-        for i in range(n)
-    ]
 
 
 @pytest.mark.integration

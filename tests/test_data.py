@@ -142,11 +142,12 @@ def test_cli_reports_data_errors_without_traceback(
 
 def test_cli_process_exit_code(tmp_path: Path) -> None:
     import subprocess
-    import sys
+
+    from devstack.finsent import finsent_argv
 
     missing = tmp_path / "nope.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "train", "--data", str(missing), "--out", str(tmp_path / "a")],
+        finsent_argv("train", "--data", str(missing), "--out", str(tmp_path / "a")),
         capture_output=True,
         text=True,
         timeout=120,

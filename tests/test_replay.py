@@ -14,8 +14,7 @@ from pipeline.replay import pacing, peek, read_feed, replay_direct
 from pipeline.trends import TrendSettings
 from tests.support.broker import Broker, read_topic
 from tests.support.daemon_procs import finsent, write_feed
-from tests.test_artifact import build_toy_artifact
-from tests.test_daemon import good_rows
+from tests.support.toy_artifact import T0_MS, build_toy_artifact, good_rows
 
 FEEDS = Path(__file__).parent / "feeds"
 
@@ -31,7 +30,8 @@ def test_direct_replay_is_deterministic_and_accounts_for_every_line(toy_dir: Pat
     feed = tmp_path / "feed.jsonl"
     feed.write_text("\n".join(lines) + "\n\n")  # a blank line is skipped, not a message
     scorer = Scorer(verify_artifact(toy_dir), provider="cpu")
-    runs = [replay_direct(feed, scorer, TrendSettings(), batch_size=16, now_ms=0) for _ in range(2)]
+    now = T0_MS + 3_600_000  # a fixed processing clock, an hour after the feed (event-time bounds)
+    runs = [replay_direct(feed, scorer, TrendSettings(), batch_size=16, now_ms=now) for _ in range(2)]
     a, b = runs
     assert len(a.scored) == 60 and sorted(d.reason for d in a.dead) == ["empty_text", "invalid_json"]
     assert [r.to_json_dict() for r in a.trends] == [r.to_json_dict() for r in b.trends]
@@ -42,6 +42,35 @@ def test_direct_replay_is_deterministic_and_accounts_for_every_line(toy_dir: Pat
         key = (rec.topic, rec.item.event_time_ms - rec.item.event_time_ms % 60_000)
         direct_counts[key] = direct_counts.get(key, 0) + 1
     assert {(r.topic, r.window_start_ms): r.total for r in a.trends if r.total} == direct_counts
+
+
+def test_direct_replay_dead_letters_event_times_out_of_range_and_keeps_the_windows(
+    toy_dir: Path, tmp_path: Path
+) -> None:
+    # Issue 8, findings 1-2: a line dated 2100 used to close every window (1,440 empty records per
+    # topic), and one whose UTC date leaves years 1..9999 crashed the pipeline.
+    rows = good_rows(60)
+    poison = [
+        {"id": "p-2100", "text": "Stocks slide", "published_at": "2100-01-01T00:00:00Z"},
+        {"id": "p-year0", "text": "Stocks slide", "published_at": "0001-01-01T00:00:00+01:00"},
+        {"id": "p-9999", "text": "Stocks slide", "published_at": "9999-12-31T23:59:30Z"},
+        {"id": "p-old", "text": "Stocks slide", "published_at": "0001-01-01T00:00:00Z"},
+    ]
+    feed = write_feed(tmp_path / "feed.jsonl", rows[:10] + poison + rows[10:])
+    scorer = Scorer(verify_artifact(toy_dir), provider="cpu")
+    now = T0_MS + 3_600_000
+    res = replay_direct(feed, scorer, TrendSettings(), batch_size=16, now_ms=now)
+    reasons = {d.id: d.reason for d in res.dead}
+    assert reasons == {
+        "p-2100": "event_time_out_of_range",
+        "p-year0": "bad_published_at",
+        "p-9999": "event_time_out_of_range",
+        "p-old": "event_time_out_of_range",
+    }
+    assert len(res.scored) == 60 and res.late == 0
+    assert sum(r.total for r in res.trends) == 60
+    # The feed spans 10 minutes: its windows, not a day's worth of empty ones per topic.
+    assert max(r.window_start_ms for r in res.trends) < T0_MS + 11 * 60_000
 
 
 def test_direct_replay_cli_writes_trends_scored_and_dead_letters(toy_dir: Path, tmp_path: Path) -> None:

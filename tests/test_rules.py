@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import monitoring as mon
+from devstack import monitoring as mon
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(
@@ -168,6 +168,13 @@ MUTATIONS = [
         "dead-letter rate stays quiet on a trickle or a low share",
         id="dlq-without-floor",
     ),
+    pytest.param(
+        "model-alerts.yml",
+        "\n        for: 30m\n",
+        "\n        for: 5m\n",
+        "a short excursion or a moderate shift does not fire",
+        id="drift-short-for",
+    ),
 ]
 
 
@@ -229,7 +236,7 @@ def test_time_scaled_rules_are_valid(tmp_path: Path, factor: int) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# -- pipeline.monitoring: the derivations the demo and the end-to-end test rely on (no promtool) -----
+# -- devstack.monitoring: the derivations the demo and the end-to-end test rely on (no promtool) -----
 
 
 def test_durations_parse_and_format() -> None:

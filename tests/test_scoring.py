@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from models.artifact import verify_artifact
-from models.runtime import Scorer, plan_sub_batches
+from models.batching import plan_sub_batches
+from models.runtime import Scorer
 from pipeline.batching import chunks, collect_batch
 from pipeline.records import DeadLetter, NewsItem, Origin, parse_message
 from pipeline.scoring import score_batch, scored_event
-from tests.test_artifact import TOPICS, build_toy_artifact
+from tests.support.toy_artifact import TOPICS, build_toy_artifact
 
 NOW = 1_772_450_000_000
 

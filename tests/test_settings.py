@@ -9,6 +9,7 @@ import pytest
 from models.errors import ConfigError
 from pipeline.cli import build_parser
 from pipeline.commands import settings_from_args
+from pipeline.records import EventTimeBounds
 from pipeline.settings import Settings, load_settings
 
 
@@ -139,3 +140,99 @@ def test_cli_flags_map_onto_settings(tmp_path: Path, monkeypatch: pytest.MonkeyP
     bad = build_parser().parse_args(["replay", "f.jsonl", "--trend", "window_ms"])
     with pytest.raises(ConfigError, match=r"--trend 'window_ms': expected FIELD=VALUE"):
         settings_from_args(bad)
+
+
+# --- issue 8, findings 6 and 7 ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("not a host:::", r"'not a host:::' is not host:port"),
+        ("kafka:99999", r"'kafka:99999': port must be 1..65535"),
+        ("kafka:0", r"port must be 1..65535"),
+        ("kafka", r"'kafka' is not host:port"),
+        (" , ", r"bootstrap_servers is empty"),
+    ],
+)
+def test_a_malformed_bootstrap_list_names_its_source(tmp_path: Path, value: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=r"^FINSENT_BOOTSTRAP_SERVERS: .*" + match):
+        load_settings(env={"FINSENT_BOOTSTRAP_SERVERS": value})
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text(f"bootstrap_servers: '{value}'\n")
+    with pytest.raises(ConfigError, match=r"f.yaml: bootstrap_servers: .*" + match):
+        load_settings(config_file=cfg, env={})
+    with pytest.raises(ConfigError, match=r"^--bootstrap-servers: .*" + match):
+        load_settings(env={}, overrides={"bootstrap_servers": value})
+
+
+def test_good_bootstrap_lists_pass() -> None:
+    for value in ("kafka-1:9093,kafka-2:9093,", "127.0.0.1:1", "[::1]:65535", "broker_0.internal:9092"):
+        assert load_settings(env={"FINSENT_BOOTSTRAP_SERVERS": value}).bootstrap_servers == value
+
+
+def test_a_malformed_bootstrap_list_is_a_clean_exit_2_from_the_cli() -> None:
+    from tests.support.daemon_procs import finsent
+
+    for value in ("not a host:::", "127.0.0.1:99999", ""):
+        out = finsent("consume", "--stage", "aggregate", "--bootstrap-servers", value, timeout=60)
+        assert out.returncode == 2, (value, out.stderr[-2000:])
+        assert "--bootstrap-servers: " in out.stderr and "Traceback" not in out.stderr
+
+
+def test_event_time_bounds_are_settings() -> None:
+    s = load_settings(env={})
+    assert (s.event_time_max_ahead_ms, s.event_time_max_behind_ms) == (86_400_000, 30 * 86_400_000)
+    env = {"FINSENT_EVENT_TIME_MAX_AHEAD_MS": "60000"}
+    s = load_settings(env=env, overrides={"event_time_max_behind_ms": 3_600_000})
+    assert s.event_time_bounds() == EventTimeBounds(max_ahead_ms=60_000, max_behind_ms=3_600_000)
+    args = build_parser().parse_args(["consume", "--event-time-max-behind-ms", "1000"])
+    assert settings_from_args(args).event_time_max_behind_ms == 1000
+    with pytest.raises(ConfigError, match=r"event_time_max_ahead_ms must be >= 1"):
+        load_settings(env={"FINSENT_EVENT_TIME_MAX_AHEAD_MS": "0"})
+
+
+def test_secrets_are_masked_in_every_log_record(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from pipeline.settings import mask_secrets_in_logs
+
+    try:
+        mask_secrets_in_logs(["hunter2", None, ""])
+        # Other tests may have set the kafka loggers' level: set it here, for this logger too.
+        with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="kafka.admin.client"):
+            logging.getLogger("kafka.admin.client").debug("config: %s", {"sasl_plain_password": "hunter2"})
+            logging.getLogger("finsent.other").warning("plain hunter2 text")
+        assert "hunter2" not in caplog.text and caplog.text.count("***") == 2
+        assert repr(Settings(sasl_plain_password="hunter2")).count("hunter2") == 0
+    finally:
+        mask_secrets_in_logs([])
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("x").debug("visible hunter2")
+    assert "visible hunter2" in caplog.text  # switched off again
+
+
+def test_kafka_python_debug_logging_never_prints_passwords(tmp_path: Path) -> None:
+    import signal
+
+    from tests.support.broker import free_port
+    from tests.support.daemon_procs import clean_env, start_consume, wait_for_log
+
+    sasl, ssl = "sasl-Secret-4711", "ssl-Secret-0815"
+    env = clean_env(FINSENT_SASL_PLAIN_PASSWORD=sasl, FINSENT_SSL_PASSWORD=ssl)
+    log = tmp_path / "consume.log"
+    # Nothing listens on the port: kafka-python still dumps its configuration at DEBUG first.
+    proc = start_consume(
+        log, "--stage", "aggregate", "--metrics-port", "0", "--bootstrap-servers",
+        f"127.0.0.1:{free_port()}", "--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "PLAIN",
+        "--sasl-plain-username", "svc", env=env, verbose=True,
+    )  # fmt: skip
+    try:
+        wait_for_log(log, "Starting KafkaAdminClient with configuration", timeout=60)
+        wait_for_log(log, "retrying in", timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    logs = log.read_text()
+    assert "sasl_plain_password" in logs and "***" in logs
+    assert sasl not in logs and ssl not in logs, logs[-3000:]

@@ -18,7 +18,8 @@ CORPUS = Path(__file__).resolve().parents[1] / "data" / "starter_corpus.csv"
 
 @pytest.mark.slow
 def test_short_fine_tune_of_the_default_base_model(tmp_path: Path) -> None:
-    from training.train import TrainConfig, default_base_model, train_and_export
+    from training.config import TrainConfig, default_base_model
+    from training.train import train_and_export
 
     if not CORPUS.is_file():
         pytest.skip(f"{CORPUS} not present")

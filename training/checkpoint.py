@@ -1,22 +1,61 @@
-"""`finsent export`: turn a saved training checkpoint into a validated artifact again.
+"""Training checkpoints: write one (`finsent train --checkpoint-dir`), read one back, and turn one
+into a validated artifact again (`finsent export`).
 
-Useful after changing export settings (opset, fusions) or the runtime, without retraining. The
-checkpoint (written by `finsent train --checkpoint-dir`) holds the merged encoder, the tokenizer,
-the heads' weights and `checkpoint.json` (labels, config, metrics, the validation rows).
+Re-exporting is useful after changing export settings (opset, fusions) or the runtime, without
+retraining. A checkpoint holds the merged encoder, the tokenizer, the heads' weights and
+`checkpoint.json` (labels, config, metrics, the validation rows); `save_checkpoint` and
+`load_checkpoint` are the two halves of that format.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from models.errors import ConfigError
+from training.config import TrainConfig, TrainResult
 from training.data import Columns, Dataset, load_dataset
 from training.export import ExportOptions
+from training.inference import head_reports, predict_probs, tokenize
+from training.package import PackageInput, package_artifact
+
+
+def save_checkpoint(result: TrainResult, config: TrainConfig, directory: Path) -> Path:
+    """PyTorch weights + tokenizer + metadata, enough for `finsent export` to re-export later."""
+    import torch
+
+    directory.mkdir(parents=True, exist_ok=True)
+    result.model.encoder.save_pretrained(directory / "encoder")
+    result.tokenizer.save_pretrained(directory / "tokenizer")
+    heads = {k: v for k, v in result.model.state_dict().items() if not k.startswith("encoder.")}
+    torch.save(heads, directory / "heads.pt")
+    valid = result.valid
+    meta = {
+        "topic_labels": list(valid.topic_labels),
+        "sentiment_labels": list(valid.sentiment_labels),
+        "dropout": config.dropout,
+        "max_length": config.max_length,
+        "base_model": config.resolved_base_model(),
+        "data_fingerprint": result.train.fingerprint(),
+        "training_config": config.to_json(),
+        "best_epoch": result.best_epoch,
+        "history": [asdict(h) for h in result.history],
+        "reports": result.reports,
+        "valid": {
+            "texts": list(valid.texts),
+            "topics": valid.topics.tolist(),
+            "sentiments": valid.sentiments.tolist(),
+        },
+    }
+    (directory / "checkpoint.json").write_text(
+        json.dumps(meta, indent=1, default=str) + "\n", encoding="utf-8"
+    )
+    return directory
 
 
 def load_checkpoint(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
@@ -54,9 +93,6 @@ def export_checkpoint(
     options: ExportOptions | None = None,
     say: Callable[[str], None] = print,
 ) -> Path:
-    from training.package import PackageInput, package_artifact
-    from training.train import head_reports, predict_probs, tokenize
-
     columns = columns or Columns()
     options = options or ExportOptions()
     model, tokenizer, meta = load_checkpoint(directory)

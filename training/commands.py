@@ -18,7 +18,7 @@ def _train_defaults() -> dict[str, Any]:
     if not DEFAULTS:
         from dataclasses import fields
 
-        from training.train import TrainConfig
+        from training.config import TrainConfig
 
         DEFAULTS.update({f.name: f.default for f in fields(TrainConfig) if not callable(f.default_factory)})
     return DEFAULTS
@@ -135,7 +135,8 @@ def run_train(args: argparse.Namespace) -> int:
     # cores the working ones need (measured: 2 spinning threads ran 2.7x slower than 1 thread).
     # Must be set before torch loads libgomp.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from training.train import TrainConfig, train_and_export
+    from training.config import TrainConfig
+    from training.train import train_and_export
 
     config = TrainConfig(
         data=args.data,
@@ -183,9 +184,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from models.artifact import load_artifact
     from models.runtime import Scorer
     from training.data import load_dataset
+    from training.inference import bar_interval, head_reports
     from training.metrics import format_report
     from training.package import write_reports
-    from training.train import bar_interval, head_reports
 
     artifact = load_artifact(args.artifact)
     data = load_dataset(args.data, columns=_columns(args), topics=artifact.topic_labels)

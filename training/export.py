@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from models.artifact import INPUT_NAMES, OUTPUT_NAMES, VARIANT_FILES
-from models.errors import ConfigError, ExportValidationError
+from models.batching import pad
+from models.errors import ArtifactError, ConfigError, ExportValidationError
+from models.runtime import ModelSession
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +200,8 @@ def fit_int8(
     """
     import onnx
 
-    layers = {_layer_of(n.name) for n in onnx.load(str(fp32)).graph.node} - {None}
-    n_layers = max(layers) + 1 if layers else 0  # type: ignore[type-var]
+    layers = {layer for n in onnx.load(str(fp32)).graph.node if (layer := _layer_of(n.name)) is not None}
+    n_layers = max(layers) + 1 if layers else 0
     if not encoded:
         return {"fp32_layers": 0, "fp32_nodes": quantize_int8(fp32, dst, 0)}
     base = run_onnx(fp32, encoded, pad_id, options.batch_size)
@@ -220,50 +222,36 @@ def fit_int8(
     return plan
 
 
+def onnx_session(path: Path, pad_id: int, batch_size: int = 64) -> ModelSession:
+    """The daemon's `ModelSession` on the CPU provider over one exported graph."""
+    try:
+        # log_severity 3: ORT's warnings about the fp16/int8 graphs' initializers are noise here
+        return ModelSession(
+            path, provider="cpu", sub_batch=batch_size, pad_id=pad_id, what="exported graph", log_severity=3
+        )
+    except ArtifactError as exc:
+        raise ExportValidationError(str(exc)) from exc
+
+
 def run_onnx(
     path: Path, encoded: Sequence[Sequence[int]], pad_id: int, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities from an ONNX file on the CPU provider, length-sorted batches, input order kept."""
-    import onnxruntime as ort
-
-    from training.train import pad_batch
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise ExportValidationError(f"{path}: ONNX Runtime cannot load the exported graph: {exc}") from exc
-    order = np.argsort([len(s) for s in encoded], kind="stable")
-    outs: list[list[np.ndarray]] = [[], []]
-    positions: list[np.ndarray] = []
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        ids, mask = pad_batch([encoded[i] for i in idx], pad_id)
-        t, s = session.run(list(OUTPUT_NAMES), {"input_ids": ids, "attention_mask": mask})
-        outs[0].append(t)
-        outs[1].append(s)
-        positions.append(idx)
-    if not positions:
+    """Probabilities from an ONNX file, run by the daemon's `ModelSession` on the CPU provider
+    (length-sorted sub-batches of at most `batch_size`), input order kept."""
+    session = onnx_session(path, pad_id, batch_size)
+    if not encoded:
         raise ExportValidationError(f"{path}: no rows to validate the exported graph on")
-    where = np.concatenate(positions)
-    result = []
-    for parts in outs:
-        stacked = np.concatenate(parts)
-        ordered = np.empty_like(stacked)
-        ordered[where] = stacked
-        result.append(ordered)
-    return result[0], result[1]
+    return session.encoded_probabilities(encoded)
 
 
 def torch_reference(model: Any, encoded: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, ...]:
-    """PyTorch probabilities on one padded batch (padding included on purpose: the mask must work)."""
+    """PyTorch probabilities on one padded batch. Padding included on purpose: ONNX Runtime runs the
+    same rows in its own length-sorted sub-batches, so a mask that does not work shows as a difference."""
     import torch
 
     from training.model import ProbabilityModel
-    from training.train import pad_batch
 
-    ids, mask = pad_batch(encoded, pad_id)
+    ids, mask = pad(encoded, pad_id)
     wrapped = ProbabilityModel(model).eval()
     with torch.inference_mode():
         t, s = wrapped(torch.from_numpy(ids), torch.from_numpy(mask))
@@ -273,14 +261,8 @@ def torch_reference(model: Any, encoded: Sequence[Sequence[int]], pad_id: int) -
 def check_fp32(
     model: Any, fp32: Path, encoded: Sequence[Sequence[int]], pad_id: int, atol: float
 ) -> dict[str, float]:
-    from training.train import pad_batch
-
     ref = torch_reference(model, encoded, pad_id)
-    ids, mask = pad_batch(encoded, pad_id)
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
-    got = session.run(list(OUTPUT_NAMES), {"input_ids": ids, "attention_mask": mask})
+    got = run_onnx(fp32, encoded, pad_id, max(len(encoded), 1))
     diffs = {}
     for head, r, g in zip(HEADS, ref, got, strict=True):
         if r.shape != g.shape:

@@ -118,7 +118,7 @@ def save_confusion_png(report: dict[str, Any], path: Path, title: str) -> None:
             for j in range(len(labels)):
                 if cm[i, j]:
                     color = "white" if norm[i, j] > 0.5 else "black"
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color=color)
+                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7, color=color)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)

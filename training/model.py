@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,8 @@ class TwoHeadClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, n_topics: int, n_sentiments: int, dropout: float = 0.1) -> None:
         super().__init__()
         self.encoder = encoder
-        hidden = int(encoder.config.hidden_size)
+        config: Any = encoder.config  # a Hugging Face encoder's; nn.Module's typing does not declare it
+        hidden = int(config.hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.topic_head = nn.Linear(hidden, n_topics)
         self.sentiment_head = nn.Linear(hidden, n_sentiments)

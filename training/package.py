@@ -18,6 +18,7 @@ from typing import Any
 from models.artifact import new_version, publish, write_labels, write_manifest
 from training.data import Dataset
 from training.export import ExportOptions, validate_variants, write_variants
+from training.inference import tokenize
 from training.metrics import format_report, save_confusion_png, summarize
 
 
@@ -50,6 +51,17 @@ def write_reports(reports: dict[str, dict[str, Any]], directory: Path, extra: di
     (directory / "metrics.json").write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     for head, rep in reports.items():
         save_confusion_png(rep, directory / f"confusion_{head}.png", f"{head} head")
+
+
+def label_distribution(reports: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per head, the share of each class among the model's predictions on the validation split
+    (confusion-matrix column sums): the daemon's reference for drift (`pipeline/drift.py`)."""
+    out = {}
+    for head, rep in reports.items():
+        cols = [sum(col) for col in zip(*rep["confusion"], strict=True)]
+        total = sum(cols) or 1
+        out[head] = {label: n / total for label, n in zip(rep["labels"], cols, strict=True)}
+    return out
 
 
 def model_card(manifest: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
@@ -93,8 +105,6 @@ def package_artifact(
     say: Callable[[str], None] = print,
 ) -> Path:
     """Export, validate, write and publish one artifact; return `<root>/<version>`."""
-    from training.train import tokenize
-
     options = options or ExportOptions()
     root.mkdir(parents=True, exist_ok=True)
     version = _free_version(root, version or new_version())
@@ -134,6 +144,7 @@ def package_artifact(
             "pad_token_id": pad_id,
             "opset": options.opset,
             "export_validation": validation,
+            "label_distribution": label_distribution(inp.reports),
             **inp.extra,
         }
         manifest = write_manifest(staging, manifest)

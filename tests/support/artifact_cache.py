@@ -22,11 +22,15 @@ SOURCES = (
     "tests/support/tiny_models.py",
     "training/data.py",
     "training/model.py",
+    "training/config.py",
+    "training/inference.py",
     "training/train.py",
     "training/export.py",
     "training/package.py",
     "training/metrics.py",
     "models/artifact.py",
+    "models/batching.py",
+    "models/runtime.py",
 )
 
 

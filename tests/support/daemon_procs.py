@@ -1,40 +1,36 @@
-"""Run the real `finsent` CLI as subprocesses against a test broker (integration tests)."""
+"""Run the real `finsent` CLI as subprocesses against a test broker (integration tests).
+
+The command line and its environment are the dev stack's (`devstack.finsent`)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-FINSENT = [sys.executable, "-m", "pipeline.cli"]
-REPO = Path(__file__).resolve().parents[2]
+from devstack.finsent import FINSENT, finsent_argv, run_finsent
+from devstack.finsent import finsent_env as clean_env
+from devstack.procs import REPO_ROOT as REPO
+from devstack.procs import http_get
+
+__all__ = ["FINSENT", "REPO", "clean_env", "finsent", "sample", "scrape", "start_consume", "wait_for_log",
+           "write_feed"]  # fmt: skip
+
+finsent = run_finsent
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without FINSENT_* variables of the caller, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FINSENT_")}
-    env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"})
-    env.update(extra)
-    return env
-
-
-def finsent(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*FINSENT, *args], capture_output=True, text=True, env=env or clean_env(), cwd=REPO, timeout=timeout
-    )
-
-
-def start_consume(log_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_consume(
+    log_path: Path, *args: str, env: dict[str, str] | None = None, verbose: bool = False
+) -> subprocess.Popen:
     log = open(log_path, "wb")  # noqa: SIM115 - the child holds it; closed when the test ends
     return subprocess.Popen(
-        [*FINSENT, "consume", *args], stdout=log, stderr=subprocess.STDOUT, env=env or clean_env(), cwd=REPO
+        finsent_argv(*(["-v"] if verbose else []), "consume", *args),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env or clean_env(),
+        cwd=REPO,
     )
 
 
@@ -50,8 +46,7 @@ def wait_for_log(log_path: Path, needle: str, timeout: float = 60, count: int = 
 
 
 def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        return resp.read().decode()
+    return http_get(f"http://127.0.0.1:{port}/metrics").decode()
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:

@@ -168,8 +168,9 @@ def build_base_model(
 
 def build_tiny_artifact(out_root: Path, *, topics: Sequence[str] | None = None, seed: int = 0) -> Path:
     """A tiny trained-for-seconds model as a real artifact (fp32, fp16, int8); returns its directory."""
+    from training.config import TrainConfig
     from training.data import DEFAULT_TOPICS
-    from training.train import TrainConfig, train_and_export
+    from training.train import train_and_export
 
     _offline()
     topics = tuple(topics or DEFAULT_TOPICS)
@@ -213,7 +214,7 @@ def build_tiny_artifact(out_root: Path, *, topics: Sequence[str] | None = None, 
 
 def tiny_config(out_root: Path, topics: Sequence[str], *, seed: int = 0, per_topic: int = 80) -> Any:
     """Data + base model + TrainConfig for a small topic set; fit() on it takes seconds."""
-    from training.train import TrainConfig
+    from training.config import TrainConfig
 
     vocab = TinyVocabulary(topics, seed=seed)
     rows = vocab.rows(per_topic=per_topic, seed=seed)
@@ -250,7 +251,8 @@ def build_corpus_artifact(out_root: Path, corpus_csv: Path, *, epochs: int = 3, 
     The validation split (15%, stratified, seeded) is held out from training; its accuracy is in
     the artifact's manifest (`metrics.topic_accuracy`).
     """
-    from training.train import TrainConfig, train_and_export
+    from training.config import TrainConfig
+    from training.train import train_and_export
 
     _offline()
     base = build_base_model(

