@@ -43,7 +43,7 @@ test: setup system-deps ## run the test suite (what CI runs); slow tests exclude
 test-fast: setup ## unit tests only (no broker, no Prometheus)
 	$(BIN)/pytest -m "not slow and not integration" -q
 
-test-slow: setup ## the slow tier: a real fine-tune of the default base model
+test-slow: setup ## the slow tier: a real fine-tune of the default base model; the daemon at scale and under chaos
 	$(BIN)/pytest -m slow -q
 
 lint: setup ## ruff + mypy + import contracts (lint-imports, [tool.importlinter] in pyproject.toml)

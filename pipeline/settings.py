@@ -171,6 +171,11 @@ class Settings:
     def aggregate_group_id(self) -> str:
         return f"{self.group_id}-aggregate"
 
+    @property
+    def changelog_topic(self) -> str:
+        """The aggregate stage's restart state (compacted; see pipeline.changelog)."""
+        return f"{self.aggregate_group_id}-changelog"
+
     def event_time_bounds(self) -> EventTimeBounds:
         return EventTimeBounds(self.event_time_max_ahead_ms, self.event_time_max_behind_ms)
 

@@ -17,7 +17,9 @@ import threading
 import time
 from typing import Any
 
-from pipeline.aggregator import Aggregator, _closed_before_of, _Pending, to_event
+from pipeline import changelog, kafka_io
+from pipeline.aggregator import Aggregator, _Pending, to_event
+from pipeline.backlog import UpstreamBacklog
 from pipeline.batching import collect_batch
 from pipeline.kafka_io import Outgoing
 from pipeline.kafka_stage import KafkaStage
@@ -31,6 +33,8 @@ from pipeline.trends import EventError, TrendRecord, TrendSettings
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.5
+BACKLOG_EVERY_S = 1.0  # how often the aggregate stage asks how much input is still to come
+BACKLOG_STALE_S = 30.0  # how long the last known backlog stands in for a failed answer
 
 
 def _now_ms() -> int:
@@ -193,16 +197,38 @@ class AggregateStage(KafkaStage):
         self, settings: Settings, metrics: Metrics, stop: threading.Event, trend: TrendSettings
     ) -> None:
         super().__init__(settings, metrics, stop, settings.aggregate_group_id)
-        self.agg = Aggregator(trend)
+        self.agg = Aggregator(trend, trend.source_idle_ms / 1000)
+        self.backlog = UpstreamBacklog(settings)
+        self.backlog_at = 0.0
+        self.last_backlog: tuple[Any, float] | None = None
+        self.stored: dict[int, bytes] = {}  # partition -> the changelog value last stored for it
+
+    def connect(self, topic: str) -> bool:
+        s = self.settings
+        if s.create_topics and (
+            kafka_io.retrying(
+                f"aggregate stage: create {s.changelog_topic}",
+                lambda: changelog.ensure_topic(s),
+                self.backoff,
+                self._broker_error,
+            )
+            is None
+        ):
+            return False
+        return super().connect(topic)
+
+    def close(self) -> None:
+        self.backlog.close()
+        super().close()
 
     def on_assigned(self) -> None:
         # Open windows may hold events of partitions now owned by another member, and our positions
-        # went back to the committed offsets: rebuild from those. The commits carry how far windows
-        # were already emitted (by us, a previous run, or the previous owner), so those events are
-        # not folded into a second record for the same window.
+        # went back to the committed offsets: rebuild from those. The changelog says, per partition,
+        # how far its topics' windows were already emitted (by us, a previous run or the previous
+        # owner), so their re-read events are skipped, never folded into a second, smaller record.
         self.agg.reset()
-        for meta in self.committed_metadata:
-            self.agg.skip_windows_before(_closed_before_of(meta))
+        self.stored = {}
+        self._restore(self.consumer.assignment())
         topic = self.settings.input_topic
         try:
             parts = self.consumer.partitions_for_topic(topic) or set()
@@ -213,6 +239,62 @@ class AggregateStage(KafkaStage):
             [(tp.partition, (topic, p)) for tp in self.consumer.assignment() for p in sorted(parts)],
             time.monotonic(),
         )
+        self.backlog_at = 0.0
+
+    def _restore(self, assignment: Any) -> None:
+        s = self.settings
+        latest = kafka_io.retrying(
+            f"aggregate stage: read {s.changelog_topic}",
+            lambda: changelog.read_latest(s),
+            self.backoff,
+            self._broker_error,
+        )
+        if latest is None:
+            return  # stopping
+        for tp in assignment:
+            found = latest.get(changelog.key_for(tp.topic, tp.partition))
+            if found is None:
+                continue
+            value, where = found
+            try:
+                state = changelog.decode(value, where)
+            except changelog.ChangelogError as exc:
+                log.warning(
+                    "aggregate stage: %s; rebuilding %s[%d] from the input", exc, tp.topic, tp.partition
+                )
+                continue
+            self.agg.restore(tp, state)
+            self.stored[tp.partition] = value
+            log.info(
+                "aggregate stage: %s[%d] resumes from %s: read to %s, %d topics",
+                tp.topic, tp.partition, where, state.read_to, len(state.topics),
+            )  # fmt: skip
+
+    def observe_backlog(self, now_s: float) -> None:
+        """At most once a second: the upstream and own backlog that decide which streams may still deliver."""
+        if now_s - self.backlog_at < BACKLOG_EVERY_S:
+            return
+        self.backlog_at = now_s
+        seen = self.backlog.observe()
+        if seen is not None:
+            self.last_backlog = (seen, now_s)
+        elif self.last_backlog is not None and now_s - self.last_backlog[1] <= BACKLOG_STALE_S:
+            # One failed answer: the last one still holds (a stale backlog only errs towards waiting).
+            seen = self.last_backlog[0]
+        if seen is None:
+            self.agg.observe_backlog(None, None)
+            return
+        raw_lag, ends = seen
+        positions: dict[int, tuple[int, int | None]] = {}
+        for tp in self.consumer.assignment():
+            try:
+                position = self.consumer.position(tp, timeout_ms=0)
+            except Exception as exc:  # not fetched yet (just assigned): unknown this round
+                log.debug("aggregate stage: position of %s: %s", tp, exc)
+                continue
+            if position is not None:
+                positions[tp.partition] = (position, ends.get(tp.partition))
+        self.agg.observe_backlog(raw_lag, positions)
 
     def step(self) -> int:
         from kafka.structs import TopicPartition
@@ -221,6 +303,7 @@ class AggregateStage(KafkaStage):
         records = self.poll(IDLE_POLL_S, max(s.batch_max_messages, 500))
         now_s = time.monotonic()
         self.update_lag()
+        self.observe_backlog(now_s)
         bad: list[DeadLetter] = []
         for rec in records:
             tp = TopicPartition(rec.topic, rec.partition)
@@ -239,10 +322,23 @@ class AggregateStage(KafkaStage):
             elif outcome == "duplicate":
                 m.duplicates.inc()
         closed = self.agg.advance(now_s) if records else []
-        if not self.emit(closed, bad):
-            return len(records)
-        self.commit(self.agg.safe_offsets(), self.agg.commit_metadata())
+        if self.emit(closed, bad):
+            self.store_and_commit()
         return len(records)
+
+    def store_and_commit(self) -> None:
+        """Store each partition's restart state (acknowledged), then commit its offsets: a crash in
+        between leaves state that is ahead of the commits only by windows it re-emits identically."""
+        offsets = self.agg.safe_offsets()
+        changed = {}
+        for tp in offsets:
+            msg = changelog.outgoing(self.settings, tp.partition, self.agg.snapshot(tp))
+            if self.stored.get(tp.partition) != msg.value:
+                changed[tp.partition] = msg
+        if not self.publish(list(changed.values())):
+            return
+        self.stored.update({part: msg.value for part, msg in changed.items()})
+        self.commit(offsets)
 
     def emit(self, closed: list[TrendRecord], bad: list[DeadLetter]) -> bool:
         s, m = self.settings, self.metrics
@@ -261,4 +357,4 @@ class AggregateStage(KafkaStage):
     def finish(self, flush: bool) -> None:
         """End of run: at the end of a replay close every window; on a signal keep them for a restart."""
         if flush and self.emit(self.agg.flush(), []):
-            self.commit(self.agg.safe_offsets(), self.agg.commit_metadata())
+            self.store_and_commit()

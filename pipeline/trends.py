@@ -4,13 +4,17 @@ The API the daemon (and replay, and tests) use; no I/O, no clock — time is the
 
     folder = TrendFolder(TrendSettings())
     outcome = folder.add(ScoredEvent(id, topic, sentiment, score, event_time_ms))
-        # "counted" | "late" | "duplicate"
+        # "counted" | "late" | "duplicate" | "replayed" (only with reread=True)
     records = folder.advance(watermark_ms)   # TrendRecords of windows with end + lateness <= watermark
     records = folder.flush()                 # close everything (end of a replay/backfill)
     folder.gauges()                          # {topic: TopicGauges} of the last closed window per topic
+    folder.snapshot_topic(name) / folder.restore_topic(name, snap)   # restart state (TopicSnapshot)
 
 Semantics, in the order `add` applies them:
 
+0. Replay: an event the caller marks as re-read (`reread=True`: read before, by this process or a
+   previous owner of its input partition, before a restart or rebalance) whose window its topic already
+   emitted is "replayed": skipped, neither counted nor late, so a restart never emits a window twice.
 1. Dedup: an id already seen (first-seen event time within `dedup_horizon_ms` of the watermark) is a
    "duplicate" and changes nothing. The horizon must cover window + lateness, so an id is only forgotten
    after its window has closed: a redelivery after that is "late", never counted twice.
@@ -27,7 +31,9 @@ sorted by (window_start_ms, topic), so each topic's records are in window order.
 `max_quiet_windows` quiet windows (a topic silent for a day) is cut short: by then the baseline has long
 converged, and emitting/stepping the rest would only cost time.
 
-All state is plain dataclasses, dicts and lists, so it could be serialised for restarts later.
+Each topic owns its closed-window frontier (`closed_before`: its windows before this were emitted); it is
+the only record of how far a topic was emitted, and `snapshot_topic`/`restore_topic` carry it, with the
+late counters and the spike detector's state, across restarts (`pipeline.changelog` stores them).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from pipeline.windows import (
     window_start,
 )
 
-Outcome = Literal["counted", "late", "duplicate"]
+Outcome = Literal["counted", "late", "duplicate", "replayed"]
 
 
 class EventError(FinsentError):
@@ -102,6 +108,9 @@ class TrendSettings:
     dedup_horizon_ms: int = 600_000
     emit_empty_windows: bool = True
     max_quiet_windows: int = 1_440
+    # The daemon's watermark: how long (wall time) an input stream with no backlog left may stay
+    # silent before it stops holding the watermark back (see pipeline.aggregator.Aggregator).
+    source_idle_ms: int = 10_000
     # Spike detector (see pipeline.spikes); flat here so one env var or flag sets each, defaults
     # taken from SpikeParams so the two can never disagree.
     half_life_windows: float = _SPIKE_DEFAULTS.half_life_windows
@@ -120,7 +129,13 @@ class TrendSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("window_ms", "allowed_lateness_ms", "dedup_horizon_ms", "max_quiet_windows"):
+        for name in (
+            "window_ms",
+            "allowed_lateness_ms",
+            "dedup_horizon_ms",
+            "max_quiet_windows",
+            "source_idle_ms",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 problems.append(f"{name} must be an integer, got {value!r}")
@@ -135,6 +150,8 @@ class TrendSettings:
                 f"dedup_horizon_ms ({self.dedup_horizon_ms}) must be >= window_ms + allowed_lateness_ms "
                 f"({self.window_ms + self.allowed_lateness_ms}), or a redelivery could be counted twice"
             )
+        if self.source_idle_ms < 0:
+            problems.append(f"source_idle_ms must be >= 0, got {self.source_idle_ms}")
         if self.max_quiet_windows < 1:
             problems.append(f"max_quiet_windows must be >= 1, got {self.max_quiet_windows}")
         if problems:
@@ -218,9 +235,22 @@ class TopicGauges:
     late_total: int
 
 
+@dataclass(frozen=True)
+class TopicSnapshot:
+    """What one topic needs to resume exactly after a restart: how far its windows were emitted, its
+    late counters and its spike detector. Open windows are not in it: they are re-read from the input."""
+
+    closed_before: int  # windows of the topic starting before this were emitted (or closed before it began)
+    next_start: int  # its first window not yet emitted (beyond closed_before when it began after it)
+    pending_late: int = 0
+    late_total: int = 0
+    spike: SpikeState = field(default_factory=SpikeState)
+
+
 @dataclass
 class _TopicState:
     next_start: int  # first window of this topic not yet closed
+    closed_before: int | None = None  # windows before this were emitted (None: none yet)
     open: dict[int, WindowAgg] = field(default_factory=dict)
     spike: SpikeState = field(default_factory=SpikeState)
     pending_late: int = 0
@@ -236,7 +266,7 @@ class TrendFolder:
         self._params = self.settings.spike_params()
         self._topics: dict[str, _TopicState] = {}
         self._dedup = DedupIndex()
-        self._closed_before: int | None = None  # every window starting before this is closed
+        self._closed_before: int | None = None  # every topic's windows before this are closed
         self._watermark: int | None = None
         self._max_event_ms: int | None = None
         self.counted = 0
@@ -244,19 +274,25 @@ class TrendFolder:
         self.duplicates = 0
 
     # -- inputs ------------------------------------------------------------------------------------
-    def add(self, ev: ScoredEvent) -> Outcome:
-        """Fold one event in; the outcome says whether it was counted, late or a duplicate."""
+    def add(self, ev: ScoredEvent, reread: bool = False) -> Outcome:
+        """Fold one event in; the outcome says whether it was counted, late, a duplicate or replayed.
+
+        `reread`: the caller read this event before (see "Replay" above); only then can it be "replayed".
+        """
+        start = window_start(ev.event_time_ms, self.settings.window_ms)
+        topic = self._topics.get(ev.topic)
+        closed = self._closed_for(topic)
+        if reread and closed is not None and start < closed:
+            return "replayed"
         if ev.id in self._dedup:
             self.duplicates += 1
             return "duplicate"
         self._dedup.remember(ev.id, ev.event_time_ms)
         if self._max_event_ms is None or ev.event_time_ms > self._max_event_ms:
             self._max_event_ms = ev.event_time_ms
-        start = window_start(ev.event_time_ms, self.settings.window_ms)
-        topic = self._topics.get(ev.topic)
-        if self._closed_before is not None and start < self._closed_before:
+        if closed is not None and start < closed:
             if topic is None:
-                topic = self._topics[ev.topic] = _TopicState(next_start=self._closed_before)
+                topic = self._topics[ev.topic] = _TopicState(next_start=closed, closed_before=closed)
             topic.pending_late += 1
             topic.late_total += 1
             self.late += 1
@@ -293,6 +329,31 @@ class TrendFolder:
         self._dedup.evict_before(self._max_event_ms - s.dedup_horizon_ms)
         return records
 
+    # -- restart state ------------------------------------------------------------------------------
+    def snapshot_topic(self, name: str) -> TopicSnapshot | None:
+        """The topic's restart state; None when it has emitted nothing yet (nothing to resume)."""
+        topic = self._topics.get(name)
+        closed = self._closed_for(topic)
+        if topic is None or closed is None:
+            return None
+        return TopicSnapshot(
+            closed, max(closed, topic.next_start), topic.pending_late, topic.late_total, topic.spike
+        )
+
+    def restore_topic(self, name: str, snap: TopicSnapshot) -> None:
+        """Resume a topic from a snapshot (before any of its events are added): windows before
+        `snap.closed_before` count as emitted, the detector continues from `snap.spike`."""
+        self._topics[name] = _TopicState(
+            next_start=max(snap.next_start, snap.closed_before),
+            closed_before=snap.closed_before,
+            spike=snap.spike,
+            pending_late=snap.pending_late,
+            late_total=snap.late_total,
+        )
+
+    def topics(self) -> list[str]:
+        return sorted(self._topics)
+
     # -- outputs -----------------------------------------------------------------------------------
     def gauges(self) -> dict[str, TopicGauges]:
         return {name: t.gauges for name, t in sorted(self._topics.items()) if t.gauges is not None}
@@ -300,6 +361,11 @@ class TrendFolder:
     @property
     def watermark_ms(self) -> int | None:
         return self._watermark
+
+    @property
+    def closed_before(self) -> int | None:
+        """Every topic's windows starting before this are closed (a restored topic may be further)."""
+        return self._closed_before
 
     @property
     def max_event_time_ms(self) -> int | None:
@@ -314,6 +380,13 @@ class TrendFolder:
         return {name: t.late_total for name, t in sorted(self._topics.items()) if t.late_total}
 
     # -- closing -----------------------------------------------------------------------------------
+    def _closed_for(self, topic: _TopicState | None) -> int | None:
+        """The topic's emitted frontier: the folder's, or the topic's own when restored further."""
+        own = None if topic is None else topic.closed_before
+        if own is None or self._closed_before is None:
+            return own if own is not None else self._closed_before
+        return max(own, self._closed_before)
+
     def _close_before(self, frontier: int) -> list[TrendRecord]:
         if self._closed_before is not None and frontier <= self._closed_before:
             return []
@@ -344,6 +417,7 @@ class TrendFolder:
                 out.append(record)
             start += size
         topic.next_start = start  # == frontier, unless this topic starts after it
+        topic.closed_before = max(frontier, topic.closed_before or frontier)
         return out
 
     def _close_window(self, name: str, topic: _TopicState, start: int, agg: WindowAgg) -> TrendRecord:

@@ -128,7 +128,8 @@ def test_topic_creation_covers_the_daemons_topics(compose: dict[str, Any]) -> No
 
     script = "\n".join(_services(compose)["kafka-init"]["command"])
     defaults = Settings()
-    for topic in (defaults.input_topic, defaults.scored_topic, defaults.trends_topic, defaults.dlq_topic):
+    topics = (defaults.input_topic, defaults.scored_topic, defaults.trends_topic, defaults.dlq_topic)
+    for topic in (*topics, defaults.changelog_topic):
         assert re.search(rf"\b{re.escape(topic)}\b", script), f"kafka-init does not create {topic}"
 
 

@@ -1,0 +1,173 @@
+"""The aggregate stage's restart state, kept in a compacted changelog topic (the Kafka Streams way).
+
+One record per `news.scored` partition, keyed `<scored topic>/<partition>`, valued with the
+partition's `PartitionState` as JSON: how far it was read and, per topic folded from it, how far its
+windows were emitted, its late counters and its spike detector's state. The stage publishes it (and
+waits for the acknowledgement) after the trend records it describes and *before* it commits the input
+offsets, and reads the newest record of each assigned partition back on assignment; so the state never
+lags the committed offsets, and it does not depend on offset-commit metadata (which Tansu drops).
+
+A record this version cannot read (unparseable, or written by another layout version) is reported by
+the caller and that partition's state is rebuilt from the input, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, fields
+from typing import Any
+
+from models.errors import FinsentError
+from pipeline import kafka_io
+from pipeline.aggregator import PartitionState
+from pipeline.kafka_io import BrokerError, Outgoing
+from pipeline.settings import Settings
+from pipeline.spikes import SpikeState
+from pipeline.trends import TopicSnapshot
+
+VERSION = 1  # bump when the layout changes; a record of another version is rebuilt, not misread
+_SPIKE_FIELDS = {f.name: f.type for f in fields(SpikeState)}
+
+
+class ChangelogError(FinsentError):
+    """A changelog record cannot be used (the message names the record and what is wrong)."""
+
+
+def key_for(scored_topic: str, partition: int) -> bytes:
+    return f"{scored_topic}/{partition}".encode()
+
+
+def encode(state: PartitionState) -> bytes:
+    topics = {
+        name: {
+            "closed_before": snap.closed_before,
+            "next_start": snap.next_start,
+            "pending_late": snap.pending_late,
+            "late_total": snap.late_total,
+            "spike": asdict(snap.spike),
+        }
+        for name, snap in sorted(state.topics.items())
+    }
+    return json.dumps({"version": VERSION, "read_to": state.read_to, "topics": topics}).encode()
+
+
+def _int(obj: dict[str, Any], name: str, where: str) -> int:
+    value = obj.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ChangelogError(f"{where}: field {name!r} must be an integer, got {value!r}")
+    return value
+
+
+def _spike(obj: Any, where: str) -> SpikeState:
+    if not isinstance(obj, dict) or set(obj) != set(_SPIKE_FIELDS):
+        got = sorted(obj) if isinstance(obj, dict) else obj
+        raise ChangelogError(f"{where}: spike state must have fields {sorted(_SPIKE_FIELDS)}, got {got!r}")
+    for name, value in obj.items():
+        ok = isinstance(value, bool) if name == "active" else isinstance(value, (int, float))
+        if not ok or (name != "active" and isinstance(value, bool)):
+            raise ChangelogError(f"{where}: spike field {name!r} has a bad value {value!r}")
+    return SpikeState(**obj)
+
+
+def decode(value: bytes | None, where: str = "changelog record") -> PartitionState:
+    """Parse one record; ChangelogError (naming `where`) when it is unreadable or of another version."""
+    try:
+        obj = json.loads(value or b"")
+    except ValueError as exc:
+        raise ChangelogError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ChangelogError(f"{where}: not a JSON object")
+    if obj.get("version") != VERSION:
+        raise ChangelogError(f"{where}: written by layout version {obj.get('version')!r}, this is {VERSION}")
+    read_to = obj.get("read_to")
+    if read_to is not None:
+        read_to = _int(obj, "read_to", where)
+    topics_obj = obj.get("topics")
+    if not isinstance(topics_obj, dict):
+        raise ChangelogError(f"{where}: field 'topics' must be an object")
+    topics = {}
+    for name, t in topics_obj.items():
+        at = f"{where}: topic {name!r}"
+        if not isinstance(t, dict):
+            raise ChangelogError(f"{at}: not an object")
+        topics[name] = TopicSnapshot(
+            closed_before=_int(t, "closed_before", at),
+            next_start=_int(t, "next_start", at),
+            pending_late=_int(t, "pending_late", at),
+            late_total=_int(t, "late_total", at),
+            spike=_spike(t.get("spike"), at),
+        )
+    return PartitionState(read_to, topics)
+
+
+# -- Kafka -------------------------------------------------------------------------------------------
+def ensure_topic(settings: Settings) -> bool:
+    """Create the changelog topic (one partition, compacted) unless it exists; True when done,
+    BrokerError on failure."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    name = settings.changelog_topic
+    try:
+        admin = KafkaAdminClient(**kafka_io._base(settings, "finsent-admin"))
+    except KafkaError as exc:
+        raise BrokerError(f"{settings.bootstrap_servers}: cannot connect to create {name}: {exc}") from exc
+    try:
+        admin.create_topics(
+            [NewTopic(name, 1, settings.replication_factor, topic_configs={"cleanup.policy": "compact"})]
+        )
+    except TopicAlreadyExistsError:
+        pass
+    except KafkaError as exc:
+        raise BrokerError(f"{settings.bootstrap_servers}: cannot create topic {name}: {exc}") from exc
+    finally:
+        admin.close()
+    return True
+
+
+def outgoing(settings: Settings, partition: int, state: PartitionState) -> Outgoing:
+    return Outgoing(settings.changelog_topic, key_for(settings.scored_topic, partition), encode(state))
+
+
+def read_latest(settings: Settings, timeout_s: float = 30.0) -> dict[bytes, tuple[bytes, str]]:
+    """The newest value of every key in the changelog, with where it was read ("topic[p]@offset").
+
+    Reads every partition from the beginning up to its high watermark (learned from fetch responses:
+    Tansu's ListOffsets answer is not reliable); BrokerError when that takes longer than `timeout_s`.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    name = settings.changelog_topic
+    consumer = KafkaConsumer(
+        group_id=None,
+        enable_auto_commit=False,
+        **kafka_io.frame_limits(),
+        **kafka_io._base(settings, f"finsent-changelog-{name}"),
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        parts = None
+        while parts is None:
+            parts = consumer.partitions_for_topic(name)
+            if parts is None:
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"{settings.bootstrap_servers}: no metadata for topic {name}")
+                time.sleep(0.2)
+        tps = [TopicPartition(name, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        latest: dict[bytes, tuple[bytes, str]] = {}
+        while True:
+            for records in consumer.poll(timeout_ms=200).values():
+                for r in records:
+                    if r.key is not None:
+                        latest[r.key] = (r.value, f"{r.topic}[{r.partition}]@{r.offset}")
+            hws = {tp: consumer.highwater(tp) for tp in tps}
+            if all(hw is not None and consumer.position(tp) >= hw for tp, hw in hws.items()):
+                return latest
+            if time.monotonic() > deadline:
+                raise BrokerError(f"{settings.bootstrap_servers}: reading {name} took over {timeout_s:.0f}s")
+    finally:
+        consumer.close()
