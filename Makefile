@@ -9,6 +9,7 @@ TORCH_VERSION ?= 2.13.0
 
 DATA ?= data/starter_corpus.csv
 VALID ?=
+LABEL_MAP ?=
 BASE_MODEL ?=
 EPOCHS ?=
 ARTIFACTS ?= artifacts
@@ -56,8 +57,8 @@ corpus: setup ## rebuild the starter corpus and the recorded test feeds from the
 	$(PY) -m training.corpus.build --out data/starter_corpus.csv
 	$(PY) -m training.corpus.feeds --out-dir tests/feeds
 
-train-export: setup ## train -> evaluate -> export -> validate  [DATA= VALID= BASE_MODEL= EPOCHS=]
-	$(BIN)/finsent train --data $(DATA) $(if $(VALID),--valid $(VALID)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(ARTIFACTS)
+train-export: setup ## train -> evaluate -> export -> validate  [DATA=a,b VALID= LABEL_MAP= BASE_MODEL= EPOCHS=]
+	$(BIN)/finsent train --data "$(DATA)" $(if $(VALID),--valid "$(VALID)") $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(ARTIFACTS)
 
 retrain: setup ## fine-tune on DATA + REVIEWED, publish only if it passes the gate on EVAL  [DATA= REVIEWED= EVAL= BASE_MODEL= EPOCHS=]
 	@if [ -z "$(EVAL)" ]; then echo "retrain: EVAL=<frozen evaluation CSV> is required (README 'The review loop')"; exit 2; fi

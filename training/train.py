@@ -42,10 +42,12 @@ def seed_everything(seed: int) -> None:
 
 def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
     topics = resolve_topics(config.topics)
-    train = load_dataset(config.data, columns=config.columns, topics=topics)
+    train = load_dataset(config.data, columns=config.columns, topics=topics, label_map=config.label_map)
     if config.valid:
         # the validation file must use the training label set, so both share one output order
-        valid = load_dataset(config.valid, columns=config.columns, topics=train.topic_labels)
+        valid = load_dataset(
+            config.valid, columns=config.columns, topics=train.topic_labels, label_map=config.label_map
+        )
         return train, valid
     return stratified_split(train, config.valid_fraction, config.seed)
 
