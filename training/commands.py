@@ -91,6 +91,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-class-weights", action="store_true", help="do not weight classes by inverse frequency"
     )
+    p.add_argument(
+        "--keep-urls",
+        action="store_true",
+        help="tokenize links too (default: links are dropped, training/text.py)",
+    )
     p.add_argument("--train-embeddings", action="store_true", help="also fine-tune the word-embedding table")
     p.add_argument(
         "--lora",
@@ -169,6 +174,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         class_weighting=not args.no_class_weights,
+        strip_urls=not args.keep_urls,
         freeze_embeddings=not args.train_embeddings,
         lora=args.lora,
         lora_r=args.lora_r,

@@ -44,6 +44,8 @@ class TrainConfig:
     topics: str | None = "default"  # "default" | "data" | path | comma list
     valid_fraction: float = 0.15
     max_length: int = 64
+    # Drop links before tokenizing (training/text.py); the rule is saved in the artifact's tokenizer.
+    strip_urls: bool = True
     epochs: int = 3
     batch_size: int = 32
     eval_batch_size: int = 128

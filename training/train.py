@@ -28,6 +28,7 @@ from training.data import MISSING, Dataset, load_dataset, resolve_topics, strati
 from training.inference import bar_interval, head_reports, predict_probs, tokenize
 from training.metrics import summarize
 from training.package import PackageInput, package_artifact
+from training.text import strip_urls
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,8 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
 
     base = config.resolved_base_model()
     tokenizer = build_tokenizer(base)
+    if config.strip_urls:
+        strip_urls(tokenizer)
     model = build_two_head_model(config, len(topics))
     pad_id = int(tokenizer.pad_token_id)
     train_ids = tokenize(tokenizer, train.texts, config.max_length)
