@@ -187,7 +187,8 @@ def table(reports: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
     for head, rep in reports.items():
         per = sorted(rep["per_class"].items(), key=lambda kv: kv[1]["f1"])
         per = [(k, v) for k, v in per if v["support"] > 0][:WEAKEST]
-        weak = ", ".join(f"{k} {v['f1']:.3f}" for k, v in per)
+        # topic names hold "|", which would split a markdown cell
+        weak = ", ".join(f"{k.replace('|', '/')} {v['f1']:.3f}" for k, v in per)
         lines.append(f"| {head} | {rep['accuracy']:.3f} | {rep['macro']['f1']:.3f} | {weak} |")
     lines += [
         "",
