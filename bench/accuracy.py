@@ -139,8 +139,9 @@ def token_lengths(texts) -> dict[str, dict[str, int]]:
     """Word pieces per text with the default base tokenizer, links kept and dropped: the figures
     behind the recipe's max_length and link rule."""
     from models.errors import ConfigError
+    from training.config import default_base_model
     from training.text import strip_urls
-    from training.train import build_tokenizer, default_base_model
+    from training.train import build_tokenizer
 
     try:
         base = default_base_model()
@@ -164,7 +165,7 @@ def evaluate(artifact: Path, dev, variant: str) -> dict[str, dict[str, Any]]:
     """Dev rows through ONNX Runtime exactly as the daemon scores them."""
     from models.artifact import load_artifact
     from models.runtime import Scorer
-    from training.train import head_reports
+    from training.inference import head_reports
 
     scorer = Scorer(load_artifact(artifact), provider="cpu", variant=variant)
     topic_parts, sent_parts = [], []
