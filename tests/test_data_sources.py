@@ -176,3 +176,16 @@ def test_the_shipped_twitter_label_map_covers_the_default_taxonomy() -> None:
     mapping = read_label_map(REPO / "data" / "label_maps" / "twitter-financial-news.json")
     assert [mapping["topic"][str(i)] for i in range(20)] == list(DEFAULT_TOPICS)
     assert mapping["sentiment"] == {"0": "negative", "1": "positive", "2": "neutral"}
+
+
+def test_evaluate_reads_the_same_sources(
+    tmp_path: Path, tiny_artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sentiment = saved_sentiment_set(tmp_path)
+    label_map = write(tmp_path / "map.json", json.dumps({"sentiment": ["negative", "positive", "neutral"]}))
+    spec = f"{sentiment}#text=tweet#sentiment=label#topic=-"
+    code = main(["evaluate", str(tiny_artifact), spec, "--label-map", str(label_map), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert set(summary) == {"sentiment_accuracy", "sentiment_macro_f1"}  # no topic labels: no topic report
