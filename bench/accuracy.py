@@ -107,7 +107,9 @@ def carve(data_dir: Path, dev_fraction: float, seed: int, train_fraction: float,
 
 def train(train_csv: Path, dev_csv: Path, artifacts: Path, extra: list[str]) -> tuple[Path, float]:
     """`finsent train` in a child process, as `make train-export` runs it; (artifact, wall seconds)."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "train", "--data", str(train_csv), "--valid", str(dev_csv)]
+    from pipeline.cli import finsent_argv
+
+    cmd = finsent_argv("train", "--data", str(train_csv), "--valid", str(dev_csv))
     cmd += ["--out", str(artifacts), "--no-progress", *extra]
     print("bench-accuracy: " + " ".join(cmd), flush=True)
     started = time.monotonic()

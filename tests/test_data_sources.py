@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from models.errors import DataError
-from pipeline.cli import main
+from pipeline.cli import finsent_argv, main
 from training.data import MISSING, Columns, load_dataset, parse_source
 
 datasets = pytest.importorskip("datasets")
@@ -156,7 +155,7 @@ def test_hf_source_not_in_the_cache_exits_2_offline(tmp_path: Path) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), HF_DATASETS_OFFLINE="1")
     spec = "hf:zeroshot/twitter-financial-news-sentiment#sentiment=label#topic=-"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "train", "--data", spec, "--out", str(tmp_path / "a")],
+        finsent_argv("train", "--data", spec, "--out", str(tmp_path / "a")),
         capture_output=True,
         text=True,
         timeout=180,
