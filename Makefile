@@ -9,6 +9,7 @@ TORCH_VERSION ?= 2.13.0
 
 DATA ?= data/starter_corpus.csv
 VALID ?=
+LABEL_MAP ?=
 BASE_MODEL ?=
 EPOCHS ?=
 ARTIFACTS ?= artifacts
@@ -17,7 +18,7 @@ EVAL ?=
 TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps test test-fast test-slow lint train-export retrain demo bench bench-stories corpus clean
+.PHONY: help setup system-deps test test-fast test-slow lint train-export retrain demo bench bench-stories bench-accuracy corpus clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
@@ -56,8 +57,8 @@ corpus: setup ## rebuild the starter corpus and the recorded test feeds from the
 	$(PY) -m training.corpus.build --out data/starter_corpus.csv
 	$(PY) -m training.corpus.feeds --out-dir tests/feeds
 
-train-export: setup ## train -> evaluate -> export -> validate  [DATA= VALID= BASE_MODEL= EPOCHS=]
-	$(BIN)/finsent train --data $(DATA) $(if $(VALID),--valid $(VALID)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(ARTIFACTS)
+train-export: setup ## train -> evaluate -> export -> validate  [DATA=a,b VALID= LABEL_MAP= BASE_MODEL= EPOCHS=]
+	$(BIN)/finsent train --data "$(DATA)" $(if $(VALID),--valid "$(VALID)") $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(ARTIFACTS)
 
 retrain: setup ## fine-tune on DATA + REVIEWED, publish only if it passes the gate on EVAL  [DATA= REVIEWED= EVAL= BASE_MODEL= EPOCHS=]
 	@if [ -z "$(EVAL)" ]; then echo "retrain: EVAL=<frozen evaluation CSV> is required (README 'The review loop')"; exit 2; fi
@@ -81,6 +82,10 @@ bench: setup ## baselines vs finsent scoring + end to end; docs/BENCHMARKS.md  [
 
 bench-stories: setup ## reprint grouping: pairwise precision/recall on tests/feeds/reprints.jsonl, cost per message
 	$(PY) -m bench.stories
+
+# Real data lives outside the repository (third-party text): ../shared/data, or FINSENT_REAL_DATA=DIR.
+bench-accuracy: setup ## train on real tweets (../shared/data), score a held-out 10% through ONNX Runtime  [ARGS=]
+	HF_HUB_OFFLINE=1 $(PY) -m bench.accuracy $(if $(ARGS),-- $(ARGS))
 
 clean: ## remove caches (keeps .venv and artifacts)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis .import_linter_cache

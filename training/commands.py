@@ -24,7 +24,13 @@ def _train_defaults() -> dict[str, Any]:
     return DEFAULTS
 
 
-def _add_column_args(p: argparse.ArgumentParser) -> None:
+def _add_column_args(p: argparse.ArgumentParser, label_map: bool = True) -> None:
+    if label_map:
+        p.add_argument(
+            "--label-map",
+            help='JSON file mapping stored label values (e.g. class ids) to names: {"topic": [...] or {...}, '
+            '"sentiment": ...}; default: the dataset\'s own ClassLabel names',
+        )
     p.add_argument("--text-column", default="text", help="column holding the text (default: %(default)s)")
     p.add_argument("--topic-column", default="topic", help="column holding the topic (default: %(default)s)")
     p.add_argument(
@@ -39,8 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fine-tune the topic+sentiment model, export it to ONNX, validate, write an artifact",
         description="train -> evaluate -> export (fp32, fp16, int8) -> validate -> artifacts/<version>.",
     )
-    p.add_argument("--data", required=True, help="labelled CSV, JSONL or Parquet (text, topic, sentiment)")
-    p.add_argument("--valid", help="validation file (default: a stratified split of --data)")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="labelled source, repeatable or comma-separated: a CSV/JSONL/Parquet file, a `save_to_disk` "
+        "directory or hf:OWNER/NAME[:SPLIT[:CONFIG]]; append #text=COL, #topic=COL|-, #sentiment=COL|- "
+        "for that source's own columns ('-': it has no such labels)",
+    )
+    p.add_argument("--valid", help="validation source(s), same forms (default: a stratified split of --data)")
     p.add_argument("--out", default=d["out"], help="artifact root (default: %(default)s)")
     p.add_argument("--base-model", help="Hugging Face id or local dir (default: bundled all-MiniLM-L6-v2)")
     p.add_argument(
@@ -78,6 +91,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-class-weights", action="store_true", help="do not weight classes by inverse frequency"
     )
+    p.add_argument(
+        "--keep-urls",
+        action="store_true",
+        help="tokenize links too (default: links are dropped, training/text.py)",
+    )
     p.add_argument("--train-embeddings", action="store_true", help="also fine-tune the word-embedding table")
     p.add_argument(
         "--lora",
@@ -100,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--valid", help="labelled file to validate and score on (default: the checkpoint's validation rows)"
     )
-    _add_column_args(p)
+    _add_column_args(p, label_map=False)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: %(default)s)")
     p.add_argument("--no-optimize", action="store_true", help="skip ONNX Runtime's transformer fusions")
     p.set_defaults(handler=run_export)
@@ -111,7 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Scores DATA with the artifact exactly as the daemon would, prints per-head tables.",
     )
     p.add_argument("artifact", help="artifact directory, e.g. artifacts/latest")
-    p.add_argument("data", help="labelled CSV, JSONL or Parquet")
+    p.add_argument("data", help="labelled source(s), as for `finsent train --data`")
     _add_column_args(p)
     p.add_argument("--out", help="write metrics.json and confusion PNGs here")
     p.add_argument("--provider", default="cpu", choices=("auto", "cuda", "cpu"), help="default: %(default)s")
@@ -144,6 +162,7 @@ def run_train(args: argparse.Namespace) -> int:
         out=args.out,
         base_model=args.base_model,
         columns=_columns(args),
+        label_map=args.label_map,
         topics=args.topics,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -155,6 +174,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         class_weighting=not args.no_class_weights,
+        strip_urls=not args.keep_urls,
         freeze_embeddings=not args.train_embeddings,
         lora=args.lora,
         lora_r=args.lora_r,
@@ -189,7 +209,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from training.package import write_reports
 
     artifact = load_artifact(args.artifact)
-    data = load_dataset(args.data, columns=_columns(args), topics=artifact.topic_labels)
+    data = load_dataset(
+        args.data, columns=_columns(args), topics=artifact.topic_labels, label_map=args.label_map
+    )
     scorer = Scorer(artifact, provider=args.provider, variant=args.variant)
     chunk = 256
     topic_parts, sent_parts = [], []

@@ -35,14 +35,17 @@ def default_base_model() -> str:
 class TrainConfig:
     """Everything that decides how a model is made; saved in the artifact's manifest."""
 
-    data: str
+    data: str | list[str]  # one or more sources (training/data.py: files, save_to_disk dirs, hf:)
     valid: str | None = None
     out: str = "artifacts"
     base_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
     columns: Columns = field(default_factory=Columns)
+    label_map: str | None = None  # JSON: stored label values -> names, per head
     topics: str | None = "default"  # "default" | "data" | path | comma list
     valid_fraction: float = 0.15
     max_length: int = 64
+    # Drop links before tokenizing (training/text.py); the rule is saved in the artifact's tokenizer.
+    strip_urls: bool = True
     epochs: int = 3
     batch_size: int = 32
     eval_batch_size: int = 128

@@ -28,6 +28,7 @@ from training.data import MISSING, Dataset, load_dataset, resolve_topics, strati
 from training.inference import bar_interval, head_reports, predict_probs, tokenize
 from training.metrics import summarize
 from training.package import PackageInput, package_artifact
+from training.text import strip_urls
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,12 @@ def seed_everything(seed: int) -> None:
 
 def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
     topics = resolve_topics(config.topics)
-    train = load_dataset(config.data, columns=config.columns, topics=topics)
+    train = load_dataset(config.data, columns=config.columns, topics=topics, label_map=config.label_map)
     if config.valid:
         # the validation file must use the training label set, so both share one output order
-        valid = load_dataset(config.valid, columns=config.columns, topics=train.topic_labels)
+        valid = load_dataset(
+            config.valid, columns=config.columns, topics=train.topic_labels, label_map=config.label_map
+        )
         return train, valid
     return stratified_split(train, config.valid_fraction, config.seed)
 
@@ -185,6 +188,8 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
 
     base = config.resolved_base_model()
     tokenizer = build_tokenizer(base)
+    if config.strip_urls:
+        strip_urls(tokenizer)
     model = build_two_head_model(config, len(topics))
     pad_id = int(tokenizer.pad_token_id)
     train_ids = tokenize(tokenizer, train.texts, config.max_length)
