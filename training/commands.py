@@ -89,7 +89,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=d["seed"], help="default: %(default)s")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument(
-        "--no-class-weights", action="store_true", help="do not weight classes by inverse frequency"
+        "--class-weights",
+        action=argparse.BooleanOptionalAction,
+        default=d["class_weighting"],
+        help="weight each head's loss by inverse class frequency (default: %(default)s)",
     )
     p.add_argument(
         "--keep-urls",
@@ -173,7 +176,7 @@ def run_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
         threads=args.threads,
-        class_weighting=not args.no_class_weights,
+        class_weighting=args.class_weights,
         strip_urls=not args.keep_urls,
         freeze_embeddings=not args.train_embeddings,
         lora=args.lora,

@@ -277,6 +277,8 @@ def build_corpus_artifact(out_root: Path, corpus_csv: Path, *, epochs: int = 3, 
         warmup_ratio=0.1,
         patience=epochs,
         seed=seed,
+        # the streaming tests' model keeps the weighted loss it was tuned with (product default: off)
+        class_weighting=True,
         # one thread: small matrices gain little from two, and on a shared 2-core machine two
         # OpenMP threads spin against each other and the other test processes
         threads=1,
