@@ -7,7 +7,7 @@ changing a query:
 
     .venv/bin/python deploy/grafana/build_dashboard.py
 
-tests/test_deploy_config.py fails when the committed JSON differs from what this script writes, and the
+tests/deploy/test_deploy_config.py fails when the committed JSON differs from what this script writes, and the
 end-to-end test evaluates every expression in it against a real Prometheus.
 """
 

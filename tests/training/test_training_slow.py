@@ -13,7 +13,7 @@ from models.artifact import load_artifact
 from models.runtime import Scorer
 from training.data import MISSING, load_dataset
 
-CORPUS = Path(__file__).resolve().parents[1] / "data" / "starter_corpus.csv"
+CORPUS = Path(__file__).resolve().parents[2] / "data" / "starter_corpus.csv"
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from pipeline.records import (
     parse_message,
 )
 
-FEEDS = Path(__file__).parent / "feeds"
+FEEDS = Path(__file__).resolve().parents[1] / "feeds"
 ORIGIN = Origin("news.raw", 2, 41, 1_772_443_800_000)
 LIMIT = 65536
 

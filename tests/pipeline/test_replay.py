@@ -16,7 +16,7 @@ from tests.support.broker import Broker, read_topic
 from tests.support.daemon_procs import finsent, write_feed
 from tests.support.toy_artifact import T0_MS, build_toy_artifact, good_rows
 
-FEEDS = Path(__file__).parent / "feeds"
+FEEDS = Path(__file__).resolve().parents[1] / "feeds"
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import pytest
 from tests.support.broker import Broker, free_port, read_topic, values
 from tests.support.daemon_procs import finsent, scrape, start_consume, write_feed
 
-FEEDS = Path(__file__).parent / "feeds"
+FEEDS = Path(__file__).resolve().parents[1] / "feeds"
 SPIKE_DAY, CALM_DAY = FEEDS / "spike_day.jsonl", FEEDS / "calm_day.jsonl"
 DAY_MS = 86_400_000
 

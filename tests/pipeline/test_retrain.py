@@ -1,6 +1,6 @@
 """`finsent retrain`'s pure step and the schedules that run it (compose profile, Kubernetes CronJob).
 
-The whole loop runs in tests/test_lifecycle_e2e.py."""
+The whole loop runs in tests/pipeline/test_lifecycle_e2e.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 from pipeline.cli import build_parser
 from pipeline.retrain import drop_eval_stories
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_training_rows_of_evaluation_stories_are_dropped_however_they_are_written() -> None:

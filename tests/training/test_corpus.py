@@ -22,7 +22,7 @@ from training.corpus.labels import SENTIMENTS, TOPICS
 from training.corpus.phrases import all_phrases
 from training.corpus.vocab import POOLS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "data" / "starter_corpus.csv"
 FEEDS = ROOT / "tests" / "feeds"
 

@@ -342,7 +342,7 @@ def test_order_invariance_example_overtaking_inside_the_lateness() -> None:
 
 # -- the recorded feeds, folded by their TRUTH labels ---------------------------------------------------
 
-FEEDS = Path(__file__).parent / "feeds"
+FEEDS = Path(__file__).resolve().parents[1] / "feeds"
 
 
 def truth_events(name: str, noise: random.Random | None = None) -> list[ScoredEvent]:

@@ -16,7 +16,7 @@ from training.data import MISSING, Columns, load_dataset, parse_source
 datasets = pytest.importorskip("datasets")
 
 TOPICS = ("Earnings", "Dividend", "IPO")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(path: Path, text: str) -> Path:

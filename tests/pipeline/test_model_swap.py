@@ -1,7 +1,7 @@
 """Swapping the model of a running daemon, without a broker: the verdicts (pure) and the reloader
 over real artifacts, real ONNX Runtime sessions and an injected clock.
 
-The real-broker test (a feed replayed, swaps mid-stream) is tests/test_daemon_swap.py.
+The real-broker test (a feed replayed, swaps mid-stream) is tests/pipeline/test_daemon_swap.py.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from tests.support.daemon_procs import (
 )
 from tests.support.toy_artifact import build_toy_artifact, good_rows
 
-FEEDS = Path(__file__).parent / "feeds"
+FEEDS = Path(__file__).resolve().parents[1] / "feeds"
 
 
 def test_daemon_and_replay_do_not_import_torch_or_transformers() -> None:

@@ -57,7 +57,7 @@ def test_readme_states_the_numbers_the_code_uses() -> None:
     from pipeline.broker_health import PROBE_INTERVAL_S, PROBE_TIMEOUT_S
     from pipeline.settings import Settings
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert PROBE_INTERVAL_S == 1.0 and "every second" in readme
     assert f"sets 0 after {PROBE_TIMEOUT_S:.0f} s without an answer" in readme
     for value in (Settings.event_time_max_ahead_ms, Settings.event_time_max_behind_ms):

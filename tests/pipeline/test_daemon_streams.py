@@ -21,7 +21,7 @@ import pytest
 from tests.support.broker import Broker, free_port, read_topic, values
 from tests.support.daemon_procs import finsent, sample, scrape, start_consume, wait_for_log
 
-FEEDS = Path(__file__).parent / "feeds"
+FEEDS = Path(__file__).resolve().parents[1] / "feeds"
 SPIKE_DAY = FEEDS / "spike_day.jsonl"
 
 pytestmark = [

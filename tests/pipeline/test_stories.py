@@ -149,7 +149,7 @@ def test_keys_are_the_same_in_another_process() -> None:
             capture_output=True,
             text=True,
             check=True,
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=Path(__file__).resolve().parents[2],
             env={"PYTHONHASHSEED": seed, "PATH": ""},
         ).stdout
         for seed in ("1", "2")
@@ -179,7 +179,7 @@ def test_grouping_on_the_reprint_feed_is_above_its_floors() -> None:
 
 
 def test_the_readme_states_the_numbers_the_code_uses() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     start = readme.index("### Stories and tickers")
     section = readme[start : readme.index("\n## ", start)]
     for stated in [
