@@ -4,11 +4,11 @@ The starter corpus is generated, so its validation split says little about real 
 model is therefore also measured on real, human-labelled sets that it never trains on (a fresh clone
 does not have them, so this is a step run by hand, not part of training):
 
-    finsent evaluate artifacts/latest ../shared/data/twitter_topic_train.csv --out reports/real-topic
-    finsent evaluate artifacts/latest ../shared/data/twitter_sentiment_train.csv --out reports/real-sentiment
+    finsent evaluate artifacts/latest "../shared/data/twitter_topic_train.csv#sentiment=-" --out reports/real-topic
+    finsent evaluate artifacts/latest "../shared/data/twitter_sentiment_train.csv#topic=-" --out reports/real-sentiment
     python -m training.corpus.real_eval artifacts/latest reports/real-topic reports/real-sentiment
 
-(`finsent evaluate` wants all three columns; give each set the missing label column, empty, first.)
+(`#sentiment=-` tells `finsent evaluate` that the source has no labels for that head.)
 
 The last command writes `data/real_eval.json`: the figures, the data sets they came from, and the
 training-data fingerprint and corpus checksum of the model measured. `model_card_section` puts them in
@@ -79,7 +79,11 @@ def build_record(
         "data_fingerprint": manifest["data_fingerprint"],
         "corpus_sha256": file_sha256(corpus),
         "base_model": manifest["base_model"],
-        "training": {k: cfg.get(k) for k in ("epochs", "seed", "max_length", "lr") if k in cfg},
+        "training": {
+            k: cfg.get(k)
+            for k in ("epochs", "seed", "max_length", "lr", "class_weighting", "strip_urls")
+            if k in cfg
+        },
         "in_corpus_validation": {k: round(v, 4) for k, v in manifest.get("metrics", {}).items()},
         "real_sets": sets,
     }
