@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.procs import Stack, StackError, free_port, wait_until
+from pipeline.kafka_io import wait_for_partitions
 
 
 def tansu_binary() -> Path | None:
@@ -95,11 +96,7 @@ def read_topic(
     )
     try:
         deadline = time.monotonic() + timeout_s
-        parts = None
-        while parts is None and time.monotonic() < deadline:
-            parts = consumer.partitions_for_topic(topic)
-            if parts is None:
-                time.sleep(0.2)
+        parts = wait_for_partitions(consumer, topic, timeout_s)
         if parts is None:
             return []
         tps = [TopicPartition(topic, p) for p in sorted(parts)]

@@ -36,7 +36,7 @@ class UpstreamBacklog:
         from kafka import KafkaConsumer, TopicPartition
 
         s = self.settings
-        base = kafka_io._base(s, "finsent-backlog")
+        base = kafka_io.client_config(s, "finsent-backlog")
         self.consumer = KafkaConsumer(
             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             **kafka_io.frame_limits(), **base,

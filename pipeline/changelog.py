@@ -105,26 +105,9 @@ def decode(value: bytes | None, where: str = "changelog record") -> PartitionSta
 def ensure_topic(settings: Settings) -> bool:
     """Create the changelog topic (one partition, compacted) unless it exists; True when done,
     BrokerError on failure."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
-
-    name = settings.changelog_topic
-    try:
-        admin = KafkaAdminClient(**kafka_io._base(settings, "finsent-admin"))
-    except KafkaError as exc:
-        raise BrokerError(f"{settings.bootstrap_servers}: cannot connect to create {name}: {exc}") from exc
-    try:
-        admin.create_topics(
-            [NewTopic(name, 1, settings.replication_factor, topic_configs={"cleanup.policy": "compact"})]
-        )
-    except TopicAlreadyExistsError:
-        pass
-    except KafkaError as exc:
-        raise BrokerError(f"{settings.bootstrap_servers}: cannot create topic {name}: {exc}") from exc
-    finally:
-        admin.close()
-    return True
+    return kafka_io.ensure_topics(
+        settings, [settings.changelog_topic], partitions=1, configs={"cleanup.policy": "compact"}
+    )
 
 
 def outgoing(settings: Settings, partition: int, state: PartitionState) -> Outgoing:
@@ -144,17 +127,13 @@ def read_latest(settings: Settings, timeout_s: float = 30.0) -> dict[bytes, tupl
         group_id=None,
         enable_auto_commit=False,
         **kafka_io.frame_limits(),
-        **kafka_io._base(settings, f"finsent-changelog-{name}"),
+        **kafka_io.client_config(settings, f"finsent-changelog-{name}"),
     )
     try:
         deadline = time.monotonic() + timeout_s
-        parts = None
-        while parts is None:
-            parts = consumer.partitions_for_topic(name)
-            if parts is None:
-                if time.monotonic() > deadline:
-                    raise BrokerError(f"{settings.bootstrap_servers}: no metadata for topic {name}")
-                time.sleep(0.2)
+        parts = kafka_io.wait_for_partitions(consumer, name, timeout_s)
+        if parts is None:
+            raise BrokerError(f"{settings.bootstrap_servers}: no metadata for topic {name}")
         tps = [TopicPartition(name, p) for p in sorted(parts)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)

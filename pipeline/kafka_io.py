@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -58,10 +59,6 @@ def client_config(settings: Settings, client_id: str) -> dict[str, Any]:
     }
 
 
-# The name this had before it was public; review_cli (and branches in flight) import it.
-_base = client_config
-
-
 def make_consumer(settings: Settings, group_id: str, client_id: str, max_poll_records: int) -> Any:
     from kafka import KafkaConsumer
 
@@ -93,22 +90,29 @@ def make_producer(settings: Settings, client_id: str) -> Any:
     )
 
 
-def ensure_topics(settings: Settings, topics: Iterable[str]) -> bool:
-    """Create missing topics; existing ones are left as they are. True when done."""
+def ensure_topics(
+    settings: Settings,
+    topics: Iterable[str],
+    partitions: int | None = None,
+    configs: dict[str, str] | None = None,
+) -> bool:
+    """Create missing topics (`partitions`, default settings.topic_partitions; topic `configs` such as
+    cleanup.policy); existing ones are left as they are. True when done, BrokerError on failure."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+    n = settings.topic_partitions if partitions is None else partitions
     try:
         admin = KafkaAdminClient(**client_config(settings, "finsent-admin"))
     except KafkaError as exc:
         raise BrokerError(f"{settings.bootstrap_servers}: cannot connect to create topics: {exc}") from exc
     try:
         for name in topics:
-            topic = NewTopic(name, settings.topic_partitions, settings.replication_factor)
+            topic = NewTopic(name, n, settings.replication_factor, topic_configs=dict(configs or {}))
             try:
                 admin.create_topics([topic])
-                log.info("created topic %s (%d partitions)", name, settings.topic_partitions)
+                log.info("created topic %s (%d partitions)", name, n)
             except TopicAlreadyExistsError:
                 pass
             except KafkaError as exc:
@@ -116,6 +120,16 @@ def ensure_topics(settings: Settings, topics: Iterable[str]) -> bool:
     finally:
         admin.close()
     return True
+
+
+def wait_for_partitions(consumer: Any, topic: str, timeout_s: float) -> set[int] | None:
+    """The topic's partition ids once the consumer has metadata for it; None after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is not None or time.monotonic() >= deadline:
+            return parts
+        time.sleep(0.2)
 
 
 def publish(producer: Any, messages: Sequence[Outgoing], timeout_s: float = 30.0) -> bool:

@@ -90,20 +90,16 @@ def read_review_topic(settings: Any, topic: str, group: str, timeout_s: float) -
     """Every record after the group's committed offsets, up to the end; and the consumer (to commit)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from pipeline.kafka_io import _base, frame_limits
+    from pipeline.kafka_io import client_config, frame_limits, wait_for_partitions
 
     consumer = KafkaConsumer(
         group_id=group,
         enable_auto_commit=False,
         **frame_limits(),
-        **_base(settings, f"{group}-{os.getpid()}"),
+        **client_config(settings, f"{group}-{os.getpid()}"),
     )
     deadline = time.monotonic() + timeout_s
-    parts = None
-    while parts is None and time.monotonic() < deadline:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            time.sleep(0.2)
+    parts = wait_for_partitions(consumer, topic, timeout_s)
     if not parts:
         consumer.close()
         raise DataError(
