@@ -32,7 +32,7 @@ _ATTRIBUTION = [
     ", the company said on {weekday}",
     ", according to a regulatory filing",
     ", a spokesperson said",
-    ", people familiar with the matter said",
+    ", two people close to the company said",
     " in a statement on {weekday}",
     ", according to a person briefed on the plans",
 ]

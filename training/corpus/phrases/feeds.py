@@ -294,10 +294,10 @@ MORE = {
         ],
         "neutral": [
             "{co} to [Report|Release|Announce] " + _Q + " Quarter {year} Financial Results on {date}",
-            "{co} to Host {q} {year} [Earnings|Results] Conference Call[ and Webcast|]",
+            "{co} sets the date for its {q} {year} [earnings|results] call with analysts[; open webcast|]",
             "${tk} - {co} {q} {year} Earnings Call Transcript.",
             "${tk} - {co} {q} {year} Earnings Preview",
-            "{co} {q} {year} Results [Release Date|Call Details][, Webcast and Conference Call|]",
+            "{co}: when to hear its {q} {year} [numbers|results][ and how to dial in|]",
             "${tk} reports [before the bell|after the close] {weekday}; [call|webcast] [at|from] {time} ET",
             "{co} Reports " + _Q + " Quarter {year} Results",
             "{co} (${tk}) CEO {person} on {q} {year} Results - Earnings Call Transcript",
@@ -311,8 +311,8 @@ MORE = {
     },
     "Financials": {
         "negative": [
-            "${tk} - {co} Non-GAAP EPS of {eps_lo} misses by {epsgap}, revenue of {rev_lo} misses by {revgap}",
-            "${tk}: {co} misses by {epsgap}[, misses on revs|, reports revs in-line|]",
+            "${tk} - {co} adjusted EPS {eps_lo}, {epsgap} under consensus; revenue {rev_lo} trails views by {revgap}",
+            "${tk}: {co} EPS short of views by {epsgap}[; sales light too|; sales on target|]",
             "{co} [profit|earnings] [sinks|drops] {bigpct}% [as|after] [bad-debt charges climb|trading income slumps]",
             "{co} [cuts|lowers] {fy} guidance [after|as] {q} [revenue|sales] [disappoint|fall short]",
             "{co} [sets aside|books] {money} [for|to cover] bad loans, [misses|trails] estimates",
@@ -323,11 +323,11 @@ MORE = {
             "{co} [reaffirms|reiterates] {fy} guidance; {q} revenue {rev_lo}",
             "{co} [reports|announces] {q} [net sales|revenue] of {rev_lo}",
             "${tk}: {co} reports {q} [deposits|loan balances] of {bigmoney}[, flat on the quarter|]",
-            "{co} GAAP EPS of {eps_lo}, revenue of {rev_lo}",
+            "{co} {q}: EPS {eps_lo} on revenue of {rev_lo}",
         ],
         "positive": [
-            "${tk} - {co} Non-GAAP EPS of {eps_hi} beats by {epsgap}, revenue of {rev_hi} beats by {revgap}",
-            "${tk}: {co} beats by {epsgap}, beats on revs[; raises {fy} guidance|]",
+            "${tk} - {co} adjusted EPS {eps_hi}, {epsgap} over consensus; revenue {rev_hi} tops views by {revgap}",
+            "${tk}: {co} EPS clears views by {epsgap}, sales ahead too[; lifts {fy} outlook|]",
             "{co} [raises|lifts] full-year guidance on [resilient|robust] [orders|demand]",
             "{co} [profit|net income] [jumps|surges] {bigpct}% as [lending|trading] [income|revenue] [climbs|rebounds]",
         ],
