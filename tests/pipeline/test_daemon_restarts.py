@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Broker, free_port, read_topic, values
-from tests.support.daemon_procs import finsent, scrape, start_consume, write_feed
+from tests.support.daemon_procs import consume_args, finsent, scrape, start_consume, write_feed
 
 FEEDS = Path(__file__).resolve().parents[1] / "feeds"
 SPIKE_DAY, CALM_DAY = FEEDS / "spike_day.jsonl", FEEDS / "calm_day.jsonl"
@@ -34,20 +34,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not SPIKE_DAY.exists(), reason="tests/feeds/spike_day.jsonl not present"),
 ]
-
-
-def consume_args(bs: str, model: Path, *extra: str) -> list[str]:
-    return [
-        "--bootstrap-servers",
-        bs,
-        "--model",
-        str(model),
-        "--variant",
-        "fp32",
-        "--provider",
-        "cpu",
-        *extra,
-    ]
 
 
 def replay(bs: str, feed: Path) -> None:

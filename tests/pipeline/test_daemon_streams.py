@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Broker, free_port, read_topic, values
-from tests.support.daemon_procs import finsent, sample, scrape, start_consume, wait_for_log
+from tests.support.daemon_procs import consume_args, finsent, sample, scrape, start_consume, wait_for_log
 
 FEEDS = Path(__file__).resolve().parents[1] / "feeds"
 SPIKE_DAY = FEEDS / "spike_day.jsonl"
@@ -68,20 +68,6 @@ def window_counts(trends: list[dict]) -> dict[tuple[str, int], dict[str, int]]:
             assert key not in out, f"window {key} emitted twice"
             out[key] = t["counts"]
     return out
-
-
-def consume_args(bs: str, model: Path, *extra: str) -> list[str]:
-    return [
-        "--bootstrap-servers",
-        bs,
-        "--model",
-        str(model),
-        "--variant",
-        "fp32",
-        "--provider",
-        "cpu",
-        *extra,
-    ]
 
 
 def replay(bs: str) -> None:

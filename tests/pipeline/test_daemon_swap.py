@@ -6,32 +6,18 @@ changes at one offset per swap.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.support.broker import Broker, free_port, read_topic, values
-from tests.support.daemon_procs import finsent, sample, scrape, start_consume, write_feed
+from tests.support.daemon_procs import finsent, sample, scrape, start_consume, wait_metric, write_feed
 from tests.support.toy_artifact import OTHER_TOPICS, corrupt, good_rows, point_latest, toy_version
 
 pytestmark = pytest.mark.integration
-
-
-def wait_metric(port: int, ok: Callable[[str], bool], what: str, log: Path, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            text = scrape(port)
-            if ok(text):
-                return text
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not seen within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def swaps(text: str, outcome: str) -> float:

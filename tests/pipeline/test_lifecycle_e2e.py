@@ -7,11 +7,10 @@ re-pointed -> the running daemon swaps to v2 by itself -> new messages are score
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import signal
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import pytest
 from models.artifact import load_artifact
 from pipeline.records import iso_utc
 from tests.support.broker import Broker, free_port, read_topic, values
-from tests.support.daemon_procs import finsent, sample, scrape, start_consume, write_feed
+from tests.support.daemon_procs import finsent, sample, start_consume, wait_metric, write_feed
 from tests.support.tiny_models import TinyVocabulary, build_base_model, write_csv
 
 pytestmark = pytest.mark.integration
@@ -46,15 +45,8 @@ def _feed(
     return rows, truth
 
 
-def _wait(port: int, ok, what: str, log: Path, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            text = scrape(port)
-            if ok(text):
-                return text
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not seen in {timeout}s:\n{log.read_text()[-3000:]}")
+# Longer than the default: the first scrape waits for the tiny model's training and the swap for a retrain.
+_wait = partial(wait_metric, timeout=120, poll_s=0.2)
 
 
 def test_serve_review_label_retrain_gate_and_swap(kafka_broker: Broker, tmp_path: Path) -> None:

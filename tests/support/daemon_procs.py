@@ -4,9 +4,11 @@ The command line and its environment are the dev stack's (`devstack.finsent`).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,8 @@ from devstack.finsent import finsent_env as clean_env
 from devstack.procs import REPO_ROOT as REPO
 from devstack.procs import http_get
 
-__all__ = ["FINSENT", "REPO", "clean_env", "finsent", "sample", "scrape", "start_consume", "wait_for_log",
-           "write_feed"]  # fmt: skip
+__all__ = ["FINSENT", "REPO", "clean_env", "consume_args", "finsent", "sample", "scrape", "start_consume",
+           "wait_for_log", "wait_metric", "write_feed"]  # fmt: skip
 
 finsent = run_finsent
 
@@ -66,3 +68,32 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 def write_feed(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def consume_args(bs: str, model: Path, *extra: str) -> list[str]:
+    """`finsent consume` flags for a test broker and model, fp32 on the CPU (the same numbers every run)."""
+    return [
+        "--bootstrap-servers",
+        bs,
+        "--model",
+        str(model),
+        "--variant",
+        "fp32",
+        "--provider",
+        "cpu",
+        *extra,
+    ]
+
+
+def wait_metric(
+    port: int, ok: Callable[[str], bool], what: str, log: Path, timeout: float = 60, poll_s: float = 0.05
+) -> str:
+    """Scrape the daemon's /metrics until `ok(text)`; the daemon's log tail in the error otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            text = scrape(port)
+            if ok(text):
+                return text
+        time.sleep(poll_s)
+    raise AssertionError(f"{what} not seen within {timeout}s:\n{log.read_text()[-3000:]}")
