@@ -10,12 +10,18 @@ were emitted, its late counters and its spike detector — is the per-partition 
 (`snapshot`), which the stage stores in a changelog topic before it commits (`pipeline.changelog`) and
 hands back to `restore` on assignment. Events re-read below the snapshot's `read_to` whose window was
 already emitted are "replayed" (skipped), so a restart or a new owner never emits a window twice.
+
+Two folders: topics (from `news.scored`, keyed by topic) and tickers (from `news.scored.tickers`, one
+record per ticker of a message, keyed by ticker, so each ticker is folded by exactly one member). An
+input partition belongs to one of them (`kind`), and so does its restart state. The topic taxonomy
+(the model's topic labels) is opened per input partition (`open_topics`), each topic in the partition
+its records are published to, so every member opens exactly the topics it will fold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline.scoring import scored_event
@@ -39,7 +45,8 @@ class PartitionState:
     """Restart state of one input partition: read up to `read_to`, and its topics' snapshots."""
 
     read_to: int | None
-    topics: dict[str, TopicSnapshot] = field(default_factory=dict)
+    topics: dict[str, TopicSnapshot] = field(default_factory=dict)  # by key (topic or ticker)
+    kind: str = "topic"  # which folder the partition feeds: "topic" | "ticker"
 
 
 class Aggregator:
@@ -65,9 +72,12 @@ class Aggregator:
         self.settings = settings
         self.source_idle_s = source_idle_s
         self.folder = TrendFolder(settings)
+        self.tickers = _ticker_folder(settings)
         self.pending: dict[Any, _Pending] = {}
         self.sources: dict[Any, tuple[int | None, float]] = {}  # source -> (max event time, last seen)
-        self.topic_partition: dict[str, Any] = {}  # topic -> the input partition it is read from
+        # key -> the input partition it is read from, per folder ("topic", "ticker")
+        self.key_partition: dict[str, dict[str, Any]] = {"topic": {}, "ticker": {}}
+        self.partition_kind: dict[Any, str] = {}
         self.last_event_s: float | None = None
         self.skipped = 0
         self.raw_lag: Mapping[Any, int] | None = None
@@ -81,15 +91,18 @@ class Aggregator:
         offset: int | None = None,
         source: Any = None,
         now_s: float = 0.0,
+        kind: str = "topic",
     ) -> str:
+        """Fold one event into the folder of `kind` ("topic": ev.topic is a topic; "ticker": a ticker)."""
         start = window_start(ev.event_time_ms, self.settings.window_ms)
         p = self.pending.setdefault(partition, _Pending()) if partition is not None else None
         reread = p is not None and p.read_to is not None and offset is not None and offset < p.read_to
-        outcome = self.folder.add(ev, reread=reread)
+        outcome = self.folder_of(kind).add(ev, reread=reread)
         if outcome == "replayed":
             self.skipped += 1
         if partition is not None:
-            self.topic_partition.setdefault(ev.topic, partition)
+            self.key_partition[kind].setdefault(ev.topic, partition)
+            self.partition_kind.setdefault(partition, kind)
         if self.last_event_s is None or now_s - self.last_event_s > self.source_idle_s:
             # Input resumes after a pause (or starts): every partition gets a fresh grace period,
             # so the first one to speak cannot run the watermark past the others.
@@ -103,6 +116,22 @@ class Aggregator:
                 p.events.append((offset, start))
             p.next_offset = offset + 1
         return outcome
+
+    def folder_of(self, kind: str) -> TrendFolder:
+        return self.tickers if kind == "ticker" else self.folder
+
+    @property
+    def topic_partition(self) -> dict[str, Any]:
+        return self.key_partition["topic"]
+
+    def open_topics(self, topics: Mapping[str, Any]) -> None:
+        """The taxonomy this member folds: topic -> the input partition its records arrive on (None
+        without partitions, e.g. `replay --direct`). Each exists from the stream's first window."""
+        for name, partition in topics.items():
+            if partition is not None:
+                self.key_partition["topic"].setdefault(name, partition)
+                self.partition_kind.setdefault(partition, "topic")
+        self.folder.open(topics)
 
     def expect_sources(self, sources: Any, now_s: float) -> None:
         """Input partitions known from metadata: one that has not delivered yet holds the watermark
@@ -173,26 +202,25 @@ class Aggregator:
         watermark = self.watermark(now_s)
         if watermark is None:
             return []
-        records = self.folder.advance(watermark)
+        records = self.folder.advance(watermark) + self.tickers.advance(watermark)
         self._prune()
         return records
 
     def flush(self) -> list[TrendRecord]:
-        records = self.folder.flush()
+        records = self.folder.flush() + self.tickers.flush()
         self._prune()
         return records
 
     @property
     def closed_before(self) -> int | None:
-        """The folder's frontier (the one owner of it): every window starting before it is closed."""
+        """The topic folder's frontier (the one owner of it): every window starting before it is closed."""
         return self.folder.closed_before
 
     def _prune(self) -> None:
-        frontier = self.folder.closed_before
-        if frontier is None:
-            return
-        for p in self.pending.values():
-            p.events = [(off, start) for off, start in p.events if start >= frontier]
+        for partition, p in self.pending.items():
+            frontier = self.folder_of(self.partition_kind.get(partition, "topic")).closed_before
+            if frontier is not None:
+                p.events = [(off, start) for off, start in p.events if start >= frontier]
 
     def safe_offsets(self) -> dict[Any, int]:
         """Per partition, the offset to commit: the first event still in an open window, else the end."""
@@ -210,32 +238,49 @@ class Aggregator:
         before the offsets from `safe_offsets` are committed, so it always covers them."""
         p = self.pending.get(partition)
         read_to = None if p is None else max(p.next_offset or 0, p.read_to or 0) or None
+        kind = self.partition_kind.get(partition, "topic")
+        folder = self.folder_of(kind)
         topics = {}
-        for name, part in sorted(self.topic_partition.items()):
-            snap = self.folder.snapshot_topic(name) if part == partition else None
+        for name, part in sorted(self.key_partition[kind].items()):
+            snap = folder.snapshot_topic(name) if part == partition else None
             if snap is not None:
                 topics[name] = snap
-        return PartitionState(read_to, topics)
+        return PartitionState(read_to, topics, kind)
 
     def restore(self, partition: Any, state: PartitionState) -> None:
         """Resume a partition from its stored state (after `reset`, before its events are re-read)."""
         self.pending.setdefault(partition, _Pending()).read_to = state.read_to
+        self.partition_kind[partition] = state.kind
+        folder = self.folder_of(state.kind)
         for name, snap in state.topics.items():
-            self.folder.restore_topic(name, snap)
-            self.topic_partition[name] = partition
+            folder.restore_topic(name, snap)
+            self.key_partition[state.kind][name] = partition
 
     def reset(self) -> None:
         """Forget everything (a rebalance: uncommitted events will be re-read from committed offsets,
         and the restart state of each assigned partition comes back through `restore`)."""
         self.folder = TrendFolder(self.settings)
+        self.tickers = _ticker_folder(self.settings)
         self.pending = {}
         self.sources = {}
-        self.topic_partition = {}
+        self.key_partition = {"topic": {}, "ticker": {}}
+        self.partition_kind = {}
         self.last_event_s = None
         self.raw_lag, self._positions, self._drained = None, None, {}
 
 
-def to_event(value: bytes) -> tuple[ScoredEvent, Any]:
-    """A news.scored value -> (the event, its input partition as the watermark source)."""
+def _ticker_folder(settings: TrendSettings) -> TrendFolder:
+    # Tickers are many and mostly silent: only windows with messages become records (the detector
+    # still steps over the quiet ones), and state is kept for a bounded number of them.
+    return TrendFolder(
+        replace(settings, emit_empty_windows=False), key_type="ticker", max_keys=settings.ticker_max_keys
+    )
+
+
+def to_event(value: bytes) -> tuple[ScoredEvent, Any, str]:
+    """A news.scored (or news.scored.tickers) value -> (the event, its input partition as the
+    watermark source, the folder it feeds: "topic", or "ticker" with the ticker as the event's key)."""
     f = scored_event(value)
-    return ScoredEvent(f.id, f.topic, f.sentiment, f.score, f.event_time_ms), f.source
+    key, kind = (f.topic, "topic") if f.ticker is None else (f.ticker, "ticker")
+    ev = ScoredEvent(f.id, key, f.sentiment, f.score, f.event_time_ms, f.story, f.text, f.news_source)
+    return ev, f.source, kind

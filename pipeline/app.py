@@ -74,6 +74,24 @@ class Daemon:
         )
         self.shadow_scorer = model_lifecycle.load_shadow(s)
 
+    def taxonomy(self) -> tuple[str, ...]:
+        """The topics the aggregate stage opens at start: the serving model's topic labels (from the
+        artifact's manifest when this process does not score), or none when there is no model to read."""
+        labels = getattr(self.scorer, "topic_labels", None)
+        if labels:
+            return tuple(labels)
+        try:
+            from models.artifact import load_artifact
+
+            return tuple(load_artifact(self.settings.model, checksums=False).topic_labels)
+        except Exception as exc:  # the aggregate stage works without it: topics then open on first event
+            log.warning(
+                "no topic taxonomy from %s (%s): topics start at their first message",
+                self.settings.model,
+                exc,
+            )
+            return ()
+
     def run(self, count: int | None = None, timeout: float | None = None) -> int:
         """Run until stopped, `count` input messages, `timeout` seconds or the idle limit. Exit code."""
         s = self.settings
@@ -101,6 +119,7 @@ class Daemon:
             log.info("settings: %s", s.masked())
             if s.create_topics:
                 topics = [s.input_topic, s.scored_topic, s.trends_topic, s.dlq_topic]
+                topics += [s.scored_tickers_topic, s.ticker_trends_topic]
                 topics += model_lifecycle.extra_topics(s, self.shadow_scorer)
                 if (
                     kafka_io.retrying(
@@ -126,7 +145,7 @@ class Daemon:
                 threads.append(threading.Thread(target=self._score_loop, args=(count,), name="score"))
             if s.stage in ("all", "aggregate"):
                 assert self.trend is not None
-                self.agg_stage = AggregateStage(s, self.metrics, self.stop, self.trend)
+                self.agg_stage = AggregateStage(s, self.metrics, self.stop, self.trend, self.taxonomy())
                 self.agg_stage.health = self.health
                 agg_count = count if s.stage == "aggregate" else None
                 threads.append(threading.Thread(target=self._agg_loop, args=(agg_count,), name="aggregate"))

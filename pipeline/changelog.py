@@ -1,8 +1,9 @@
 """The aggregate stage's restart state, kept in a compacted changelog topic (the Kafka Streams way).
 
-One record per `news.scored` partition, keyed `<scored topic>/<partition>`, valued with the
-partition's `PartitionState` as JSON: how far it was read and, per topic folded from it, how far its
-windows were emitted, its late counters and its spike detector's state. The stage publishes it (and
+One record per input partition (`news.scored` and `news.scored.tickers`), keyed `<topic>/<partition>`,
+valued with the partition's `PartitionState` as JSON: which folder it feeds (topics or tickers), how
+far it was read and, per key folded from it, how far its windows were emitted, its late counters, its
+spike detector's state and the headlines of a spike in progress. The stage publishes it (and
 waits for the acknowledgement) after the trend records it describes and *before* it commits the input
 offsets, and reads the newest record of each assigned partition back on assignment; so the state never
 lags the committed offsets, and it does not depend on offset-commit metadata (which Tansu drops).
@@ -25,8 +26,9 @@ from pipeline.kafka_io import BrokerError, Outgoing
 from pipeline.settings import Settings
 from pipeline.spikes import SpikeState
 from pipeline.trends import TopicSnapshot
+from pipeline.windows import Headline
 
-VERSION = 1  # bump when the layout changes; a record of another version is rebuilt, not misread
+VERSION = 2  # bump when the layout changes (2: kind, spike_headlines); a record of another version is rebuilt, not misread
 _SPIKE_FIELDS = {f.name: f.type for f in fields(SpikeState)}
 
 
@@ -46,10 +48,14 @@ def encode(state: PartitionState) -> bytes:
             "pending_late": snap.pending_late,
             "late_total": snap.late_total,
             "spike": asdict(snap.spike),
+            "spike_headlines": [asdict(h) for h in snap.spike_headlines],
         }
         for name, snap in sorted(state.topics.items())
     }
-    return json.dumps({"version": VERSION, "read_to": state.read_to, "topics": topics}).encode()
+    return json.dumps(
+        {"version": VERSION, "kind": state.kind, "read_to": state.read_to, "topics": topics},
+        ensure_ascii=False,
+    ).encode("utf-8")
 
 
 def _int(obj: dict[str, Any], name: str, where: str) -> int:
@@ -70,6 +76,20 @@ def _spike(obj: Any, where: str) -> SpikeState:
     return SpikeState(**obj)
 
 
+_HEADLINE_FIELDS = {f.name for f in fields(Headline)}
+
+
+def _headlines(obj: Any, where: str) -> tuple[Headline, ...]:
+    if obj is None:
+        return ()
+    if not isinstance(obj, list) or not all(isinstance(h, dict) and set(h) == _HEADLINE_FIELDS for h in obj):
+        raise ChangelogError(f"{where}: spike_headlines must be a list of {sorted(_HEADLINE_FIELDS)} objects")
+    try:
+        return tuple(Headline(**h) for h in obj)
+    except TypeError as exc:
+        raise ChangelogError(f"{where}: spike_headlines: {exc}") from None
+
+
 def decode(value: bytes | None, where: str = "changelog record") -> PartitionState:
     """Parse one record; ChangelogError (naming `where`) when it is unreadable or of another version."""
     try:
@@ -80,6 +100,9 @@ def decode(value: bytes | None, where: str = "changelog record") -> PartitionSta
         raise ChangelogError(f"{where}: not a JSON object")
     if obj.get("version") != VERSION:
         raise ChangelogError(f"{where}: written by layout version {obj.get('version')!r}, this is {VERSION}")
+    kind = obj.get("kind")
+    if kind not in ("topic", "ticker"):
+        raise ChangelogError(f"{where}: field 'kind' must be 'topic' or 'ticker', got {kind!r}")
     read_to = obj.get("read_to")
     if read_to is not None:
         read_to = _int(obj, "read_to", where)
@@ -97,8 +120,9 @@ def decode(value: bytes | None, where: str = "changelog record") -> PartitionSta
             pending_late=_int(t, "pending_late", at),
             late_total=_int(t, "late_total", at),
             spike=_spike(t.get("spike"), at),
+            spike_headlines=_headlines(t.get("spike_headlines"), at),
         )
-    return PartitionState(read_to, topics)
+    return PartitionState(read_to, topics, kind)
 
 
 # -- Kafka -------------------------------------------------------------------------------------------
@@ -110,8 +134,8 @@ def ensure_topic(settings: Settings) -> bool:
     )
 
 
-def outgoing(settings: Settings, partition: int, state: PartitionState) -> Outgoing:
-    return Outgoing(settings.changelog_topic, key_for(settings.scored_topic, partition), encode(state))
+def outgoing(settings: Settings, topic: str, partition: int, state: PartitionState) -> Outgoing:
+    return Outgoing(settings.changelog_topic, key_for(topic, partition), encode(state))
 
 
 def read_latest(settings: Settings, timeout_s: float = 30.0) -> dict[bytes, tuple[bytes, str]]:

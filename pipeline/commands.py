@@ -283,11 +283,13 @@ def run_replay(args: argparse.Namespace) -> int:
         finally:
             if out is not sys.stdout:
                 out.close()
-    spikes = sorted({r.topic for r in result.trends if r.spike_active})
+    spikes = sorted({r.topic for r in result.trends if r.spike_active and r.key_type == "topic"})
+    tickers = sorted({r.topic for r in result.trends if r.spike_active and r.key_type == "ticker"})
     print(
         f"direct replay of {args.file}: scored {len(result.scored)}, dead-lettered {len(result.dead)}, "
         f"late {result.late}, duplicates {result.duplicates}, {len(result.trends)} trend records "
-        f"(model {scorer.version}, {scorer.provider}/{scorer.variant}); spikes: {', '.join(spikes) or 'none'}",
+        f"(model {scorer.version}, {scorer.provider}/{scorer.variant}); spikes: {', '.join(spikes) or 'none'}; "
+        f"ticker spikes: {', '.join(tickers) or 'none'}",
         file=sys.stderr,
     )
     return 0

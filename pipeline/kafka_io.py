@@ -122,6 +122,14 @@ def ensure_topics(
     return True
 
 
+def partition_for(key: str, partitions: int) -> int:
+    """The partition kafka-python's default partitioner gives `key` among `partitions` (murmur2, as the
+    Java client): where a producer keying by topic name puts that topic's records."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
 def wait_for_partitions(consumer: Any, topic: str, timeout_s: float) -> set[int] | None:
     """The topic's partition ids once the consumer has metadata for it; None after `timeout_s`."""
     deadline = time.monotonic() + timeout_s

@@ -71,7 +71,9 @@ class KafkaStage:
         self.health: BrokerHealth | None = None
 
     # -- set-up -----------------------------------------------------------------------------------
-    def connect(self, topic: str) -> bool:
+    def connect(self, topic: str | list[str]) -> bool:
+        topics = [topic] if isinstance(topic, str) else list(topic)
+
         def make() -> tuple[Any, Any]:
             consumer = kafka_io.make_consumer(
                 self.settings,
@@ -79,7 +81,7 @@ class KafkaStage:
                 f"finsent-{self.name}-{os.getpid()}",
                 self.settings.batch_max_messages,
             )
-            consumer.subscribe([topic], listener=_listener(self))
+            consumer.subscribe(topics, listener=_listener(self))
             self.consumer = consumer
             producer = kafka_io.make_producer(self.settings, f"finsent-{self.name}-{os.getpid()}")
             return consumer, producer

@@ -26,6 +26,14 @@ CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
+def exported_tickers(gauges: Mapping[str, Any], top_k: int) -> list[str]:
+    """The tickers that get Prometheus series: every one with an active spike, plus the `top_k`
+    busiest by recent volume (ties by name, so the choice is stable)."""
+    active = sorted(t for t, g in gauges.items() if g.spike_active)
+    busiest = sorted((t for t in gauges if t not in active), key=lambda t: (-gauges[t].recent_volume, t))
+    return active + busiest[:top_k]
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
@@ -166,6 +174,37 @@ class Metrics:
         self.trend_records = Counter(
             "finsent_trend_records", "Trend records published (closed windows)", ["topic"], registry=r
         )
+        # Tickers: series only for the top K by recent volume plus those spiking (`exported_tickers`),
+        # so the label set stays bounded however many names the news mentions.
+        self.ticker_negative_share = Gauge(
+            "finsent_ticker_negative_share",
+            "Last closed window's negative share, per ticker",
+            ["ticker"],
+            registry=r,
+        )
+        self.ticker_volume = Gauge(
+            "finsent_ticker_volume", "Last closed window's message count, per ticker", ["ticker"], registry=r
+        )
+        self.ticker_spike_score = Gauge(
+            "finsent_ticker_spike_score",
+            "Spike score of the ticker's last closed window",
+            ["ticker"],
+            registry=r,
+        )
+        self.ticker_spike_active = Gauge(
+            "finsent_ticker_spike_active",
+            "1 while a negative spike is active for the ticker",
+            ["ticker"],
+            registry=r,
+        )
+        self.tickers_tracked = Gauge(
+            "finsent_tickers_tracked", "Tickers with detector state in this process (bounded)", registry=r
+        )
+        self.ticker_trend_records = Counter(
+            "finsent_ticker_trend_records", "Ticker trend records published", registry=r
+        )
+        self.ticker_late = Counter("finsent_ticker_late", "Late events of the ticker trends", registry=r)
+        self._tickers_exported: set[str] = set()
 
     def set_model(self, version: str, provider: str, variant: str, fallback: bool) -> None:
         self.model_info.info({"version": version, "provider": provider, "variant": variant})
@@ -179,6 +218,29 @@ class Metrics:
             self.baseline_share.labels(topic=topic).set(g.baseline_negative_share)
             self.spike_score.labels(topic=topic).set(g.spike_score)
             self.spike_active.labels(topic=topic).set(1 if g.spike_active else 0)
+
+    def set_ticker_gauges(self, gauges: Mapping[str, Any], top_k: int, tracked: int) -> None:
+        """Per-ticker gauges for `exported_tickers`; series of tickers that left the set are removed."""
+        chosen = exported_tickers(gauges, top_k)
+        for ticker in self._tickers_exported - set(chosen):
+            for gauge in self._ticker_gauges():
+                gauge.remove(ticker)
+        for ticker in chosen:
+            g = gauges[ticker]
+            self.ticker_negative_share.labels(ticker=ticker).set(g.negative_share)
+            self.ticker_volume.labels(ticker=ticker).set(g.volume)
+            self.ticker_spike_score.labels(ticker=ticker).set(g.spike_score)
+            self.ticker_spike_active.labels(ticker=ticker).set(1 if g.spike_active else 0)
+        self._tickers_exported = set(chosen)
+        self.tickers_tracked.set(tracked)
+
+    def _ticker_gauges(self) -> tuple[Gauge, ...]:
+        return (
+            self.ticker_negative_share,
+            self.ticker_volume,
+            self.ticker_spike_score,
+            self.ticker_spike_active,
+        )
 
     # finsent_broker_up is 1 only while the probe gets answers (see broker_health) *and* the last
     # operation of the stages succeeded: the probe alone would hide a broker that answers but refuses

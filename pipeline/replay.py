@@ -175,6 +175,7 @@ def replay_direct(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     bounds = EventTimeBounds() if bounds is None else bounds
     agg = Aggregator(trend_settings)
+    agg.open_topics(dict.fromkeys(getattr(scorer, "topic_labels", ())))
     stories = StoryIndex()
     result = DirectResult()
     latest: int | None = None
@@ -197,10 +198,13 @@ def replay_direct(
         result.dead.extend(failed)
         for rec in scored:
             result.scored.append(rec)
-            ev, source = to_event(rec.to_bytes())
+            ev, source, _ = to_event(rec.to_bytes())
             outcome = agg.add(ev, source=source)
             result.late += outcome == "late"
             result.duplicates += outcome == "duplicate"
+            for _, value in rec.ticker_values():
+                ev, source, kind = to_event(value)
+                agg.add(ev, source=("tickers", source), kind=kind)
         result.trends.extend(agg.advance())
     result.trends.extend(agg.flush())
     return result

@@ -62,6 +62,7 @@ class ScoredRecord:
             "event_time": iso_utc(item.event_time_ms),
             "scored_at": iso_utc(self.scored_at_ms),
             "source": item.source,
+            "text": item.text,
             "tickers": list(item.tickers),
             "story": self.story,
             "story_first": self.story_first,
@@ -70,6 +71,20 @@ class ScoredRecord:
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def ticker_values(self) -> list[tuple[bytes, bytes]]:
+        """(key, value) per ticker for news.scored.tickers: the scored record with its `ticker`, keyed
+        by ticker, so one member folds each ticker whatever topics its messages were given."""
+        if not self.item.tickers:
+            return []
+        base = self.to_dict()
+        return [
+            (
+                t.encode("utf-8"),
+                json.dumps({**base, "ticker": t}, ensure_ascii=False, separators=(",", ":")).encode(),
+            )
+            for t in self.item.tickers
+        ]
 
 
 def _record(item: NewsItem, pred: Any, version: str, now_ms: int, story: StoryAssignment) -> ScoredRecord:
@@ -137,6 +152,10 @@ class ScoredFields:
     score: float
     event_time_ms: int
     source: tuple[str, int] | None  # the input topic/partition it was read from
+    story: str = ""
+    text: str = ""
+    news_source: str | None = None  # the input's own `source` field
+    ticker: str | None = None  # set on news.scored.tickers records
 
 
 def scored_event(value: bytes) -> ScoredFields:
@@ -152,6 +171,10 @@ def scored_event(value: bytes) -> ScoredFields:
             score=float(obj["score"]),
             event_time_ms=int(obj["event_time_ms"]),
             source=_source(obj.get("input")),
+            story=_optional_str(obj, "story") or "",
+            text=_optional_str(obj, "text") or "",
+            news_source=_optional_str(obj, "source"),
+            ticker=_optional_str(obj, "ticker") or None,
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"scored record lacks a valid field: {exc}") from None
@@ -160,6 +183,15 @@ def scored_event(value: bytes) -> ScoredFields:
         # the windows, whose bounds are written as dates.
         raise ValueError(f"event_time_ms {fields.event_time_ms} is outside the years 1..9999")
     return fields
+
+
+def _optional_str(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"field {name!r} must be a string, got {type(value).__name__}")
+    return value
 
 
 def _source(value: Any) -> tuple[str, int] | None:

@@ -47,6 +47,9 @@ class Settings:
     scored_topic: str = "news.scored"
     trends_topic: str = "news.trends"
     dlq_topic: str = "news.dlq"
+    # Per-ticker trends (README "Per-company trends"): scored records re-keyed by ticker, and their trends.
+    scored_tickers_topic: str = "news.scored.tickers"
+    ticker_trends_topic: str = "news.trends.tickers"
     create_topics: bool = True
     topic_partitions: int = 3
     replication_factor: int = 1
@@ -158,12 +161,23 @@ class Settings:
             "scored_topic",
             "trends_topic",
             "dlq_topic",
+            "scored_tickers_topic",
+            "ticker_trends_topic",
         ):
             if not str(getattr(self, name)).strip():
                 raise ConfigError(f"{name} must not be empty")
-        topics = [self.input_topic, self.scored_topic, self.trends_topic, self.dlq_topic]
+        topics = [
+            self.input_topic,
+            self.scored_topic,
+            self.trends_topic,
+            self.dlq_topic,
+            self.scored_tickers_topic,
+            self.ticker_trends_topic,
+        ]
         if len(set(topics)) != len(topics):
-            raise ConfigError(f"input, scored, trends and dlq topics must differ, got {topics}")
+            raise ConfigError(
+                f"input, scored, trends, dlq and the two ticker topics must differ, got {topics}"
+            )
         if self.security_protocol.startswith("SASL") and not self.sasl_mechanism:
             raise ConfigError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
 

@@ -1,7 +1,8 @@
 """The two stages of the daemon, each a thin loop: poll -> process -> publish -> commit.
 
-    news.raw --ScoreStage--> news.scored (keyed by topic) + news.dlq
-    news.scored --AggregateStage (group <group>-aggregate)--> news.trends (keyed by topic)
+    news.raw --ScoreStage--> news.scored (keyed by topic) + news.scored.tickers (keyed by ticker) + news.dlq
+    news.scored + news.scored.tickers --AggregateStage (group <group>-aggregate)-->
+        news.trends (keyed by topic) + news.trends.tickers (keyed by ticker)
 
 Each stage hands bytes to the pure functions (`records`, `scoring`, `aggregator`), publishes the
 results, waits for the broker's acknowledgement of every output and only then commits the input
@@ -15,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from pipeline import changelog, kafka_io
@@ -46,6 +48,10 @@ def trend_outgoing(topic_name: str, records: list[TrendRecord]) -> list[Outgoing
         Outgoing(topic_name, r.topic.encode("utf-8"), json.dumps(r.to_json_dict()).encode("utf-8"))
         for r in records
     ]
+
+
+def ticker_outgoing(topic_name: str, scored: list[ScoredRecord]) -> list[Outgoing]:
+    return [Outgoing(topic_name, key, value) for r in scored for key, value in r.ticker_values()]
 
 
 def dead_outgoing(
@@ -151,6 +157,7 @@ class ScoreStage(KafkaStage):
         now_ms = _now_ms()
         out, scored, unwritable = scored_outgoing(s.scored_topic, scored)
         dead.extend(unwritable)
+        out.extend(ticker_outgoing(s.scored_tickers_topic, scored))
         out.extend(dead_outgoing(s.dlq_topic, dead, now_ms, s.max_message_bytes))
         # unsure messages ride with their batch: as durable as the scored records, no producer of their own
         review = self.review.low_confidence(scored) if self.review is not None else []
@@ -194,14 +201,21 @@ class AggregateStage(KafkaStage):
     name = "aggregate"
 
     def __init__(
-        self, settings: Settings, metrics: Metrics, stop: threading.Event, trend: TrendSettings
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        stop: threading.Event,
+        trend: TrendSettings,
+        taxonomy: Sequence[str] = (),
     ) -> None:
         super().__init__(settings, metrics, stop, settings.aggregate_group_id)
         self.agg = Aggregator(trend, trend.source_idle_ms / 1000)
+        self.taxonomy = tuple(taxonomy)  # the model's topic labels: every one exists from the start
+        self.ticker_top_k = trend.ticker_metrics_top_k
         self.backlog = UpstreamBacklog(settings)
         self.backlog_at = 0.0
         self.last_backlog: tuple[Any, float] | None = None
-        self.stored: dict[int, bytes] = {}  # partition -> the changelog value last stored for it
+        self.stored: dict[Any, bytes] = {}  # input partition -> the changelog value last stored for it
 
     def connect(self, topic: str) -> bool:
         s = self.settings
@@ -215,7 +229,15 @@ class AggregateStage(KafkaStage):
             is None
         ):
             return False
-        return super().connect(topic)
+        return super().connect([topic, s.scored_tickers_topic])
+
+    def source_key(self, tp: Any, source: Any) -> Any:
+        """The ordered stream an event belongs to: (scored partition, raw partition) for news.scored,
+        whose backlog decides how long it holds the watermark; ticker streams, being re-keyed copies of
+        the same events, hold it by the wall-clock rule only (a 3-tuple, see Aggregator._busy)."""
+        if tp.topic == self.settings.scored_topic:
+            return (tp.partition, source)
+        return (tp.topic, tp.partition, source)
 
     def close(self) -> None:
         self.backlog.close()
@@ -228,7 +250,9 @@ class AggregateStage(KafkaStage):
         # owner), so their re-read events are skipped, never folded into a second, smaller record.
         self.agg.reset()
         self.stored = {}
-        self._restore(self.consumer.assignment())
+        assignment = self.consumer.assignment()
+        self._restore(assignment)
+        self._open_taxonomy(assignment)
         topic = self.settings.input_topic
         try:
             parts = self.consumer.partitions_for_topic(topic) or set()
@@ -236,10 +260,31 @@ class AggregateStage(KafkaStage):
             log.warning("aggregate stage: no partition metadata for %s: %s", topic, exc)
             parts = set()
         self.agg.expect_sources(
-            [(tp.partition, (topic, p)) for tp in self.consumer.assignment() for p in sorted(parts)],
+            [self.source_key(tp, (topic, p)) for tp in assignment for p in sorted(parts)],
             time.monotonic(),
         )
         self.backlog_at = 0.0
+
+    def _open_taxonomy(self, assignment: Any) -> None:
+        """Open the taxonomy's topics whose news.scored partition this member owns (the score stage
+        keys by topic name, so the producer's partitioner says which partition each lands on)."""
+        scored = self.settings.scored_topic
+        if not self.taxonomy:
+            return
+        try:
+            n = len(self.consumer.partitions_for_topic(scored) or ())
+        except Exception as exc:
+            log.warning(
+                "aggregate stage: no partition metadata for %s: %s; topics open on first event", scored, exc
+            )
+            return
+        owned = {tp.partition: tp for tp in assignment if tp.topic == scored}
+        if n:
+            mine = {t: owned[p] for t in self.taxonomy if (p := kafka_io.partition_for(t, n)) in owned}
+            self.agg.open_topics(mine)
+            log.info(
+                "aggregate stage: %d of %d taxonomy topics are folded here", len(mine), len(self.taxonomy)
+            )
 
     def _restore(self, assignment: Any) -> None:
         s = self.settings
@@ -264,7 +309,7 @@ class AggregateStage(KafkaStage):
                 )
                 continue
             self.agg.restore(tp, state)
-            self.stored[tp.partition] = value
+            self.stored[tp] = value
             log.info(
                 "aggregate stage: %s[%d] resumes from %s: read to %s, %d topics",
                 tp.topic, tp.partition, where, state.read_to, len(state.topics),
@@ -287,6 +332,8 @@ class AggregateStage(KafkaStage):
         raw_lag, ends = seen
         positions: dict[int, tuple[int, int | None]] = {}
         for tp in self.consumer.assignment():
+            if tp.topic != self.settings.scored_topic:
+                continue  # the backlog rule covers news.scored streams (see source_key)
             try:
                 position = self.consumer.position(tp, timeout_ms=0)
             except Exception as exc:  # not fetched yet (just assigned): unknown this round
@@ -308,7 +355,7 @@ class AggregateStage(KafkaStage):
         for rec in records:
             tp = TopicPartition(rec.topic, rec.partition)
             try:
-                ev, source = to_event(rec.value)
+                ev, source, kind = to_event(rec.value)
             except (ValueError, EventError) as exc:
                 origin = Origin(rec.topic, rec.partition, rec.offset, rec.timestamp)
                 bad.append(DeadLetter("invalid_scored_record", f"{origin}: {exc}", rec.value or b"", origin))
@@ -316,8 +363,10 @@ class AggregateStage(KafkaStage):
                 continue
             # Ordered streams are per (news.scored partition, news.raw partition): this consumer reads
             # its scored partitions in chunks, each interleaving events from every raw partition.
-            outcome = self.agg.add(ev, tp, rec.offset, (tp.partition, source), now_s)
-            if outcome == "late":
+            outcome = self.agg.add(ev, tp, rec.offset, self.source_key(tp, source), now_s, kind)
+            if outcome == "late" and kind == "ticker":
+                m.ticker_late.inc()
+            elif outcome == "late":
                 m.late.labels(topic=ev.topic).inc()
             elif outcome == "duplicate":
                 m.duplicates.inc()
@@ -332,9 +381,9 @@ class AggregateStage(KafkaStage):
         offsets = self.agg.safe_offsets()
         changed = {}
         for tp in offsets:
-            msg = changelog.outgoing(self.settings, tp.partition, self.agg.snapshot(tp))
-            if self.stored.get(tp.partition) != msg.value:
-                changed[tp.partition] = msg
+            msg = changelog.outgoing(self.settings, tp.topic, tp.partition, self.agg.snapshot(tp))
+            if self.stored.get(tp) != msg.value:
+                changed[tp] = msg
         if not self.publish(list(changed.values())):
             return
         self.stored.update({part: msg.value for part, msg in changed.items()})
@@ -342,16 +391,23 @@ class AggregateStage(KafkaStage):
 
     def emit(self, closed: list[TrendRecord], bad: list[DeadLetter]) -> bool:
         s, m = self.settings, self.metrics
-        out = trend_outgoing(s.trends_topic, closed) + dead_outgoing(
-            s.dlq_topic, bad, _now_ms(), s.max_message_bytes
+        topics = [r for r in closed if r.key_type == "topic"]
+        tickers = [r for r in closed if r.key_type == "ticker"]
+        out = (
+            trend_outgoing(s.trends_topic, topics)
+            + trend_outgoing(s.ticker_trends_topic, tickers)
+            + dead_outgoing(s.dlq_topic, bad, _now_ms(), s.max_message_bytes)
         )
         if not self.publish(out):
             return False
-        for r in closed:
+        for r in topics:
             m.trend_records.labels(topic=r.topic).inc()
+        m.ticker_trend_records.inc(len(tickers))
         for d in bad:
             m.dlq.labels(reason=d.reason).inc()
         m.set_topic_gauges(self.agg.folder.gauges())
+        if tickers:
+            m.set_ticker_gauges(self.agg.tickers.gauges(), self.ticker_top_k, len(self.agg.tickers.topics()))
         return True
 
     def finish(self, flush: bool) -> None:

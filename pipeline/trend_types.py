@@ -11,9 +11,11 @@ from typing import Any, Literal
 from models.errors import ConfigError, FinsentError
 from pipeline.records import iso_utc as records_iso_utc
 from pipeline.spikes import SpikeParams, SpikeState
-from pipeline.windows import SENTIMENTS
+from pipeline.windows import SENTIMENTS, Headline
 
 Outcome = Literal["counted", "late", "duplicate", "replayed"]
+KEY_TYPES = ("topic", "ticker")
+COUNT_BY = ("stories", "messages")
 
 
 class EventError(FinsentError):
@@ -29,6 +31,16 @@ class ScoredEvent:
     sentiment: str  # "negative" | "neutral" | "positive"
     score: float  # p_positive - p_negative, in [-1, 1]
     event_time_ms: int  # published_at (or the Kafka timestamp) in epoch milliseconds
+    story: str = ""  # its story's key (pipeline.stories); "" counts the message as a story of its own
+    text: str = ""  # the headline, kept only if it becomes one of a window's most negative
+    news_source: str | None = None  # the input's `source` field
+
+    @property
+    def story_key(self) -> str:
+        return self.story or f"id:{self.id}"
+
+    def headline(self) -> Headline:
+        return Headline(self.id, self.text, self.news_source, self.score, self.story_key, self.event_time_ms)
 
     def __post_init__(self) -> None:
         where = f"scored event id={self.id!r}"
@@ -83,6 +95,18 @@ class TrendSettings:
     share_std_floor: float = _SPIKE_DEFAULTS.share_std_floor
     share_clamp: float = _SPIKE_DEFAULTS.share_clamp
     update_clip_z: float = _SPIKE_DEFAULTS.update_clip_z
+    # Novelty: the detector counts stories (the first copy of each within story_horizon_ms; reprints
+    # are messages, not news) unless count_by is "messages".
+    count_by: str = "stories"
+    story_horizon_ms: int = 3_600_000
+    # A key that appears after its stream began (a ticker, or a topic no taxonomy listed) starts from
+    # this prior instead of a warm-up: no negatives expected per window, this negative share.
+    prior_negative_share: float = 0.25
+    # Tickers (README "Per-company trends"): state for at most ticker_max_keys tickers (the least
+    # recently active, not spiking, are evicted), Prometheus series for the ticker_metrics_top_k busiest
+    # plus every ticker with an active spike.
+    ticker_max_keys: int = 5_000
+    ticker_metrics_top_k: int = 20
 
     def __post_init__(self) -> None:
         problems = []
@@ -92,6 +116,9 @@ class TrendSettings:
             "dedup_horizon_ms",
             "max_quiet_windows",
             "source_idle_ms",
+            "story_horizon_ms",
+            "ticker_max_keys",
+            "ticker_metrics_top_k",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -111,6 +138,16 @@ class TrendSettings:
             problems.append(f"source_idle_ms must be >= 0, got {self.source_idle_ms}")
         if self.max_quiet_windows < 1:
             problems.append(f"max_quiet_windows must be >= 1, got {self.max_quiet_windows}")
+        if self.count_by not in COUNT_BY:
+            problems.append(f"count_by must be one of {COUNT_BY}, got {self.count_by!r}")
+        if self.story_horizon_ms < 0:
+            problems.append(f"story_horizon_ms must be >= 0, got {self.story_horizon_ms}")
+        if not 0 < self.prior_negative_share < 1:
+            problems.append(f"prior_negative_share must be in (0, 1), got {self.prior_negative_share}")
+        if self.ticker_max_keys < 1:
+            problems.append(f"ticker_max_keys must be >= 1, got {self.ticker_max_keys}")
+        if self.ticker_metrics_top_k < 0:
+            problems.append(f"ticker_metrics_top_k must be >= 0, got {self.ticker_metrics_top_k}")
         if problems:
             raise ConfigError("invalid trend settings: " + "; ".join(problems))
         self.spike_params()  # validates the detector's fields (ConfigError)
@@ -118,6 +155,12 @@ class TrendSettings:
     def spike_params(self) -> SpikeParams:
         names = {f.name for f in fields(SpikeParams)}
         return SpikeParams(**{n: getattr(self, n) for n in names})
+
+    def prior(self) -> SpikeState:
+        """The detector state a key appearing mid-stream starts from: warmed up, expecting no
+        negatives per window (the count's noise floor, min_volume_std, still applies) and the
+        prior share; both move towards what the key shows, the share within a few windows."""
+        return SpikeState(windows=self.warmup_windows, share_windows=1, share_mean=self.prior_negative_share)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str = "settings") -> TrendSettings:
@@ -137,9 +180,10 @@ def iso_utc(ms: int) -> str:
 
 @dataclass(frozen=True)
 class TrendRecord:
-    """One (topic, window), emitted when the window closes; its JSON goes to news.trends."""
+    """One (key, window), emitted when the window closes; its JSON goes to news.trends (topics) or
+    news.trends.tickers (tickers)."""
 
-    topic: str
+    topic: str  # the key: a topic name, or a ticker when key_type is "ticker"
     window_start_ms: int
     window_end_ms: int
     counts: dict[str, int]
@@ -155,16 +199,26 @@ class TrendRecord:
     z_share: float
     spike_transition: str | None  # "enter" | "leave" | None
     warmed_up: bool
+    key_type: str = "topic"
+    stories: int = 0  # stories first seen in this window
+    negative_stories: int = 0
+    headlines: tuple[Headline, ...] = ()  # this window's most negative new stories
+    # While a spike is active (or building up): the most negative new stories of all its windows.
+    spike_headlines: tuple[Headline, ...] = ()
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
-            "topic": self.topic,
+            "key_type": self.key_type,
+            "key": self.topic,
+            self.key_type: self.topic,
             "window_start": iso_utc(self.window_start_ms),
             "window_end": iso_utc(self.window_end_ms),
             "window_start_ms": self.window_start_ms,
             "window_end_ms": self.window_end_ms,
             "counts": dict(self.counts),
             "total": self.total,
+            "stories": self.stories,
+            "negative_stories": self.negative_stories,
             "mean_score": round(self.mean_score, 6),
             "negative_share": round(self.negative_share, 6),
             "late": self.late,
@@ -176,6 +230,8 @@ class TrendRecord:
             "z_volume": round(self.z_volume, 4),
             "z_share": round(self.z_share, 4),
             "warmed_up": self.warmed_up,
+            "headlines": [h.to_json_dict() for h in self.headlines],
+            "spike_headlines": [h.to_json_dict() for h in self.spike_headlines],
         }
 
 
@@ -190,6 +246,7 @@ class TopicGauges:
     spike_active: bool
     window_end_ms: int
     late_total: int
+    recent_volume: float = 0.0  # EWMA of messages per window (ranks tickers for the metrics' top K)
 
 
 @dataclass(frozen=True)
@@ -202,3 +259,4 @@ class TopicSnapshot:
     pending_late: int = 0
     late_total: int = 0
     spike: SpikeState = field(default_factory=SpikeState)
+    spike_headlines: tuple[Headline, ...] = ()

@@ -29,16 +29,18 @@ def _section(text: str, heading: str) -> str:
     return text[start : end if end >= 0 else None]
 
 
-def _number(text: str) -> float | bool:
+def _number(text: str) -> float | bool | str:
     text = text.strip()
     if text in ("true", "false"):
         return text == "true"
+    if re.fullmatch(r"[a-z_]+", text):  # a choice, e.g. count_by
+        return text
     return float(re.sub(r"[\s\u202f\u2009]", "", text))  # "60 000" is 60000
 
 
-def readme_detector_table() -> dict[str, float | bool]:
+def readme_detector_table() -> dict[str, float | bool | str]:
     """{setting: default} from the table of README's "Trends and spike detection" section."""
-    out: dict[str, float | bool] = {}
+    out: dict[str, float | bool | str] = {}
     for line in _section(README, "Trends and spike detection").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 3 or not cells[0].startswith("`"):

@@ -257,11 +257,11 @@ def test_changelog_records_of_another_version_or_garbage_are_refused_with_a_clea
     agg.advance()
     good = encode(agg.snapshot(P))
     assert decode(good, "x").topics["Energy | Oil"].closed_before == T0 + 2 * MIN
-    old = good.replace(b'"version": 1', b'"version": 0')
+    old = good.replace(b'"version": 2', b'"version": 1')
     missing = good.replace(b'"neg_mean"', b'"negative_mean"')
     for bad, why in [
         (b"{", "not JSON"),
-        (old, "layout version 0"),
+        (old, "layout version 1"),
         (missing, "spike state"),
         (b"[]", "object"),
     ]:
