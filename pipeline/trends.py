@@ -157,10 +157,12 @@ class TrendFolder:
         closed = self._closed_for(topic)
         if reread and closed is not None and start < closed:
             return "replayed"
-        if ev.id in self._dedup:
+        # One message feeds several tickers: a ticker folder dedups (ticker, id) pairs.
+        dedup_id = ev.id if self.key_type == "topic" else f"{ev.topic}\x1f{ev.id}"
+        if dedup_id in self._dedup:
             self.duplicates += 1
             return "duplicate"
-        self._dedup.remember(ev.id, ev.event_time_ms)
+        self._dedup.remember(dedup_id, ev.event_time_ms)
         if self._max_event_ms is None or ev.event_time_ms > self._max_event_ms:
             self._max_event_ms = ev.event_time_ms
         if closed is not None and start < closed:

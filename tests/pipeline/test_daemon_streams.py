@@ -59,12 +59,12 @@ def direct_tiny(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -
     return run_direct(tiny_artifact, tmp_path_factory.mktemp("direct-tiny"))
 
 
-def window_counts(trends: list[dict]) -> dict[tuple[str, int], dict[str, int]]:
-    """(topic, window start) -> sentiment counts, for windows that held messages."""
-    out: dict[tuple[str, int], dict[str, int]] = {}
+def window_counts(trends: list[dict]) -> dict[tuple[str, str, int], dict[str, int]]:
+    """(key type, topic or ticker, window start) -> sentiment counts, for windows that held messages."""
+    out: dict[tuple[str, str, int], dict[str, int]] = {}
     for t in trends:
         if t["total"]:
-            key = (t["topic"], t["window_start_ms"])
+            key = (t["key_type"], t["key"], t["window_start_ms"])
             assert key not in out, f"window {key} emitted twice"
             out[key] = t["counts"]
     return out
@@ -99,11 +99,17 @@ def test_spike_day_through_the_daemon_matches_direct(
             proc.kill()
     ids = feed_ids()
     trends = values(read_topic(bs, "news.trends", timeout_s=30))
-    got, want = window_counts(trends), window_counts(direct)
-    assert got == want
-    assert sum(t["late"] for t in trends) == 0
+    tickers = values(read_topic(bs, "news.trends.tickers", timeout_s=30))
+    assert tickers and all(t["key_type"] == "ticker" for t in tickers)
+    got, want = window_counts(trends + tickers), window_counts(direct)
+    assert got == want  # topic and ticker windows alike
+    assert sum(t["late"] for t in trends + tickers) == 0
     spiking = {t["topic"] for t in trends if t["spike_active"]}
-    assert spiking == {planted_topic()} == {t["topic"] for t in direct if t["spike_active"]}
+    assert (
+        spiking
+        == {planted_topic()}
+        == {t["key"] for t in direct if t["spike_active"] and t["key_type"] == "topic"}
+    )
     scored, dlq = read_outputs(bs, len(ids))
     assert {r["id"] for r in scored} | {d["id"] for d in dlq} == set(ids)  # everything accounted for ...
     assert not {r["id"] for r in scored} & {d["id"] for d in dlq}  # ... in one place only ...
@@ -111,7 +117,7 @@ def test_spike_day_through_the_daemon_matches_direct(
     for r in scored:
         verdicts.setdefault(r["id"], set()).add((r["topic"], r["sentiment"]))
     assert all(len(v) == 1 for v in verdicts.values())  # ... so dedup by id keeps exactly one verdict
-    assert sum(sum(c.values()) for c in got.values()) == len({r["id"] for r in scored})
+    assert sum(sum(c.values()) for k, c in got.items() if k[0] == "topic") == len({r["id"] for r in scored})
 
 
 def test_two_daemons_in_one_group_count_every_message_once(
@@ -143,13 +149,14 @@ def test_two_daemons_in_one_group_count_every_message_once(
     for log in logs:  # each member scored part of the feed
         assert "score stage: idle" in log.read_text()
     trends = values(read_topic(bs, "news.trends", timeout_s=30))
+    trends += values(read_topic(bs, "news.trends.tickers", timeout_s=30))  # tickers re-keyed: one owner each
     got, want = window_counts(trends), window_counts(direct)
-    per_topic_got: Counter[str] = Counter()
-    per_topic_want: Counter[str] = Counter()
-    for (topic, _), counts in got.items():
-        per_topic_got[topic] += sum(counts.values())
-    for (topic, _), counts in want.items():
-        per_topic_want[topic] += sum(counts.values())
+    per_topic_got: Counter[tuple[str, str]] = Counter()
+    per_topic_want: Counter[tuple[str, str]] = Counter()
+    for (kind, key, _), counts in got.items():
+        per_topic_got[kind, key] += sum(counts.values())
+    for (kind, key, _), counts in want.items():
+        per_topic_want[kind, key] += sum(counts.values())
     (tmp_path / "trends.json").write_text(json.dumps(trends))  # for a post-mortem when this fails
     late = sum(t["late"] for t in trends)
     assert per_topic_got == per_topic_want, f"late={late}"  # totals exact, no double counting
