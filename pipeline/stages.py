@@ -370,7 +370,11 @@ class AggregateStage(KafkaStage):
                 m.late.labels(topic=ev.topic).inc()
             elif outcome == "duplicate":
                 m.duplicates.inc()
-        closed = self.agg.advance(now_s) if records else []
+        # Also on an empty poll: once every stream has been idle past its grace (and has no backlog),
+        # the watermark moves to the newest event, so the last windows close even when all input stops.
+        closed = self.agg.advance(now_s)
+        if not (records or closed):
+            return 0
         if self.emit(closed, bad):
             self.store_and_commit()
         return len(records)

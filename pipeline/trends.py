@@ -172,12 +172,14 @@ class TrendFolder:
             topic.late_total += 1
             self.late += 1
             return "late"
-        if topic is None:
-            topic = self._new_key(ev.topic, next_start=start)
-        elif start < topic.next_start:
-            topic.next_start = start
         if self._first_start is None or start < self._first_start:
             self._first_start = start
+        if topic is None:
+            # A taxonomy key's first event before any window closed: it still begins at the stream's start.
+            known_start = self._first_start if ev.topic in self._known else start
+            topic = self._new_key(ev.topic, next_start=min(start, known_start))
+        elif start < topic.next_start:
+            topic.next_start = start
         story = f"{ev.topic}\x1f{ev.story_key}"
         new_story = story not in self._stories
         if new_story:

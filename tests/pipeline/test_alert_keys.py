@@ -87,6 +87,20 @@ def test_a_burst_in_a_topic_silent_for_an_hour_is_a_spike_when_the_taxonomy_is_k
     assert quiet[0].window_start_ms == T0 and quiet[0].total == 0  # silence from the stream's start
 
 
+def test_a_taxonomy_topic_whose_first_event_precedes_the_first_close_still_begins_at_the_stream_start() -> (
+    None
+):
+    feed = Feed()
+    folder = TrendFolder(TrendSettings(allowed_lateness_ms=0))
+    folder.open([CALM, QUIET])
+    for m in range(20):  # one batch, then the first close: QUIET's first event is at minute 12
+        folder.add(feed.ev(CALM, m + 0.5, "neutral"))
+    folder.add(feed.ev(QUIET, 12.5, "neutral"))
+    records = folder.advance(T0 + 20 * MIN)
+    quiet = [r for r in records if r.topic == QUIET]
+    assert quiet[0].window_start_ms == T0 and len(quiet) == 20 and not quiet[0].warmed_up
+
+
 def test_without_the_taxonomy_the_same_burst_is_its_own_warm_up() -> None:
     folder = TrendFolder(TrendSettings(allowed_lateness_ms=0))
     records = run_minutes(folder, 75, calm_and_burst(Feed(), 60, 5))
