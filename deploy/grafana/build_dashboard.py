@@ -34,6 +34,7 @@ UID = "finsent-overview"  # the spike alert's `dashboard` annotation links to /d
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="prometheus")  # provisioned with this uid
 TOPIC = 'topic=~"$topic"'
 SPIKE_ALERTS = 'ALERTS{alertname="NegativeSentimentSpike", alertstate="firing"}'
+TICKER_ALERTS = 'ALERTS{alertname="TickerNegativeSpike", alertstate="firing"}'
 
 
 def _target(expr: str, legend: str, ref: str, *, instant: bool = False) -> prometheus.Dataquery:
@@ -194,6 +195,43 @@ def build() -> dict[str, Any]:
             "spike alert needs at least 20 in 10 minutes.",
         ),
     ]
+    ticker_row = db.Row("Companies (tickers)").id(ids())
+    tickers = [
+        _timeseries(
+            ids,
+            "Ticker spike score",
+            [_target("max by (ticker) (finsent_ticker_spike_score)", "{{ticker}}", "A")],
+            thresholds=spike_thresholds,
+            description="Per ticker, the same detector as the topics. Series exist only for the "
+            "ticker_metrics_top_k busiest tickers plus every ticker with an active spike, so the set of "
+            "lines is bounded however many companies the news names.",
+        ),
+        _timeseries(
+            ids,
+            "Ticker spikes active and alerts firing",
+            [
+                _target("max by (ticker) (finsent_ticker_spike_active) == 1", "{{ticker}} active", "A"),
+                _target(TICKER_ALERTS, "{{ticker}} alert firing", "B"),
+            ],
+            description="1 while the daemon's detector holds a spike for the ticker / while "
+            "TickerNegativeSpike fires.",
+        ),
+        _timeseries(
+            ids,
+            "Ticker negative share, last window",
+            [_target("max by (ticker) (finsent_ticker_negative_share)", "{{ticker}}", "A")],
+            unit="percentunit",
+        ),
+        _timeseries(
+            ids,
+            "Messages per ticker (last window) and tickers tracked",
+            [
+                _target("sum by (ticker) (finsent_ticker_volume)", "{{ticker}}", "A"),
+                _target("sum(finsent_tickers_tracked)", "tickers with state", "B"),
+            ],
+            description="Detector state is kept for at most ticker_max_keys tickers per replica.",
+        ),
+    ]
     pipeline_row = db.Row("Pipeline").id(ids())
     pipeline = [
         _timeseries(
@@ -346,6 +384,9 @@ def build() -> dict[str, Any]:
         .with_row(sentiment_row)
     )
     for panel in sentiment:
+        board = board.with_panel(panel)
+    board = board.with_row(ticker_row)
+    for panel in tickers:
         board = board.with_panel(panel)
     board = board.with_row(pipeline_row)
     for panel in pipeline:

@@ -350,6 +350,7 @@ def test_alertmanager_config_is_valid() -> None:
             ["alertname=NegativeSentimentSpike", "category=sentiment", "topic=Energy | Oil"],
             "newsdesk-webhook",
         ),
+        (["alertname=TickerNegativeSpike", "category=sentiment", "ticker=ACME"], "newsdesk-webhook"),
         (["alertname=FinsentDaemonDown", "category=operational", "instance=a:9400"], "ops-webhook"),
         (["alertname=SomethingElse"], "ops-webhook"),
     ],
@@ -363,10 +364,10 @@ def test_alertmanager_routes(labels: list[str], receiver: str) -> None:
 def test_alertmanager_groups_spikes_by_topic_and_inhibits_them_while_the_daemon_is_down() -> None:
     am = yaml.safe_load(mon.ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
     spike_route = next(r for r in am["route"]["routes"] if 'category="sentiment"' in r["matchers"])
-    assert spike_route["group_by"] == ["topic"]
+    assert spike_route["group_by"] == ["topic", "ticker"]
     assert any(
         r["source_matchers"] == ['alertname="FinsentDaemonDown"']
-        and r["target_matchers"] == ['alertname="NegativeSentimentSpike"']
+        and r["target_matchers"] == ['alertname=~"NegativeSentimentSpike|TickerNegativeSpike"']
         and not r.get("equal")
         for r in am["inhibit_rules"]
     )

@@ -171,6 +171,11 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
             assert "unknown" not in note["annotations"]["description"]
             spikes = [a for a in inbox.alerts() if a["labels"].get("alertname") == "NegativeSentimentSpike"]
             assert {a["labels"]["topic"] for a in spikes} == {planted}
+            # The surge is one company's: its ticker alert reaches the newsdesk too, and no other ticker's.
+            ticker = json.loads(FEED.with_suffix(".meta.json").read_text())["story"]["ticker"]
+            tickers = [a for a in inbox.alerts() if a["labels"].get("alertname") == "TickerNegativeSpike"]
+            assert {a["labels"]["ticker"] for a in tickers} == {ticker}, inbox.notifications()
+            assert all(a["receiver_path"] == "/newsdesk" for a in tickers)
 
             # Every dashboard expression parses and returns data from this Prometheus, evaluated at the
             # moment the alert was firing (keep_firing_for is only 15 s at this speed).

@@ -45,17 +45,12 @@ def ms(iso: str) -> int:
 
 def quiet_day() -> list[dict[str, Any]]:
     """The spike day without calm news in the planted topic and in Dividend, plus 60 copies of one
-    negative Dividend headline (12 a minute from 15:00); every surge headline names the company."""
+    negative Dividend headline (12 a minute from 15:00). Every surge item is tagged with the company's ticker."""
     planted = meta()["topic"]
     rows = [json.loads(line) for line in SPIKE_DAY.read_text().splitlines() if line.strip()]
     silent = {planted, "Dividend"}
     copied = next(r for r in rows if r["truth"] == {"topic": "Dividend", "sentiment": "negative"})
-    ticker = meta()["story"]["ticker"]
-    # The surge is about one company: every planted headline names its ticker (in the feed, about half do).
-    planted_rows = [{**r, "tickers": [ticker]} for r in rows if r["id"].startswith("spike-")]
-    kept = planted_rows + [
-        r for r in rows if not r["id"].startswith("spike-") and r["truth"]["topic"] not in silent
-    ]
+    kept = [r for r in rows if r["id"].startswith("spike-") or r["truth"]["topic"] not in silent]
     start = datetime.fromisoformat("2026-03-02T15:00:00+00:00")
     copies = [
         {**copied, "id": f"copy-{i:03d}", "published_at": (start + timedelta(seconds=5 * i)).isoformat()}

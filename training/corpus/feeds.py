@@ -24,7 +24,7 @@ import math
 import random
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -315,7 +315,12 @@ def spike_messages(seed: int = FEED_SEED + 1, seen: set[str] | None = None) -> l
             offset = offset0 + 60 * minute + 60 * (k + rng.random()) / count
             drafts.append(_Draft(text, slots, SPIKE_TOPIC, SPIKE_SENTIMENT, offset))
     table = {SPIKE_TOPIC: {SPIKE_SENTIMENT: SPIKE_TEMPLATES + generic}}
-    return _finish(drafts, "spike", rng, table)
+    # A vendor tags every item of a company's story with its ticker, named in the text or not (the
+    # feed's ticker trends then see the surge as the desk would: one company going bad).
+    return [
+        replace(m, tickers=tuple(dict.fromkeys((SPIKE_REFINER.ticker, *m.tickers))))
+        for m in _finish(drafts, "spike", rng, table)
+    ]
 
 
 def merge(*streams: list[Message]) -> list[Message]:
