@@ -18,7 +18,7 @@ EVAL ?=
 TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps test test-fast test-slow lint train-export retrain demo bench bench-stories bench-accuracy corpus clean
+.PHONY: help setup system-deps test test-fast test-slow lint train-export retrain demo bench bench-stories bench-accuracy bench-alerts corpus clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ bench-stories: setup ## reprint grouping: pairwise precision/recall on tests/fee
 	$(PY) -m bench.stories
 
 # Real data lives outside the repository (third-party text): ../shared/data, or FINSENT_REAL_DATA=DIR.
+bench-alerts: setup ## detection delay and false alarms per topic and per ticker on the recorded feeds; docs/BENCHMARKS.md  [ARGS=]
+	HF_HUB_OFFLINE=1 $(PY) -m bench.detection --model $(ARTIFACTS)/latest $(ARGS)
+
 bench-accuracy: setup ## train on real tweets (../shared/data), score a held-out 10% through ONNX Runtime  [ARGS=]
 	HF_HUB_OFFLINE=1 $(PY) -m bench.accuracy $(if $(ARGS),-- $(ARGS))
 

@@ -159,8 +159,14 @@ class TrendSettings:
     def prior(self) -> SpikeState:
         """The detector state a key appearing mid-stream starts from: warmed up, expecting no
         negatives per window (the count's noise floor, min_volume_std, still applies) and the
-        prior share; both move towards what the key shows, the share within a few windows."""
-        return SpikeState(windows=self.warmup_windows, share_windows=1, share_mean=self.prior_negative_share)
+        prior share, weighted like a warm-up's worth of windows; both then follow what the key shows."""
+        # As many share windows as warm-up windows: a weaker prior (one window) is dragged to the
+        # surge's own share by its first, not yet qualifying, windows, and the surge never stands out.
+        return SpikeState(
+            windows=self.warmup_windows,
+            share_windows=self.warmup_windows,
+            share_mean=self.prior_negative_share,
+        )
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str = "settings") -> TrendSettings:

@@ -292,3 +292,18 @@ def test_the_detector_restored_after_a_restart_equals_the_one_that_kept_running(
     assert {k: second.snapshot_topic(k) for k in second.topics()} == {
         k: kept.snapshot_topic(k) for k in kept.topics()
     }
+
+
+def test_a_new_ticker_whose_surge_ramps_up_is_still_a_spike() -> None:
+    """The prior must not be dragged to the surge's share by its first, still small, windows."""
+    feed = Feed()
+    ramp = [1, 2, 3, 4, 5, 6, 7, 8, 8, 8]
+
+    def per_minute(m: int) -> list[ScoredEvent]:
+        n = ramp[m - 30] if 30 <= m < 40 else 0
+        return [feed.ev("NWCO", m + 0.5 + i * 0.01, "negative") for i in range(n)]
+
+    folder = TrendFolder(TrendSettings(allowed_lateness_ms=0), key_type="ticker", max_keys=10)
+    records = run_minutes(folder, 50, per_minute)
+    at = first_active(records, "NWCO")
+    assert at is not None and at - 30 <= 7, at
