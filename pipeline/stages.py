@@ -217,8 +217,10 @@ class AggregateStage(KafkaStage):
         self.last_backlog: tuple[Any, float] | None = None
         self.stored: dict[Any, bytes] = {}  # input partition -> the changelog value last stored for it
 
-    def connect(self, topic: str) -> bool:
+    def connect(self, topic: str | list[str]) -> bool:
+        """Subscribe to `topic` (news.scored) and to the ticker copies (news.scored.tickers)."""
         s = self.settings
+        topics = [topic] if isinstance(topic, str) else list(topic)
         if s.create_topics and (
             kafka_io.retrying(
                 f"aggregate stage: create {s.changelog_topic}",
@@ -229,7 +231,7 @@ class AggregateStage(KafkaStage):
             is None
         ):
             return False
-        return super().connect([topic, s.scored_tickers_topic])
+        return super().connect([*topics, s.scored_tickers_topic])
 
     def source_key(self, tp: Any, source: Any) -> Any:
         """The ordered stream an event belongs to: (scored partition, raw partition) for news.scored,
