@@ -307,3 +307,27 @@ def test_a_new_ticker_whose_surge_ramps_up_is_still_a_spike() -> None:
     records = run_minutes(folder, 50, per_minute)
     at = first_active(records, "NWCO")
     assert at is not None and at - 30 <= 7, at
+
+
+def test_ticker_series_stay_bounded_and_leave_with_their_ticker() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from pipeline.metrics import Metrics
+    from pipeline.trend_types import TopicGauges
+
+    def g(volume: float, active: bool = False) -> TopicGauges:
+        return TopicGauges(0.5, int(volume), 0.2, 4.0 if active else 0.0, active, T0, 0, recent_volume=volume)
+
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    m.set_ticker_gauges({f"T{i:03d}": g(i) for i in range(300)}, top_k=5, tracked=300)
+    text = generate_latest(registry).decode()
+    shown = {line.split('"')[1] for line in text.splitlines() if line.startswith("finsent_ticker_volume{")}
+    assert shown == {"T299", "T298", "T297", "T296", "T295"}
+    m.set_ticker_gauges({"T001": g(1, active=True), "T299": g(9)}, top_k=0, tracked=2)
+    text = generate_latest(registry).decode()
+    shown = {
+        line.split('"')[1] for line in text.splitlines() if line.startswith("finsent_ticker_spike_active{")
+    }
+    assert shown == {"T001"}  # the spiking one stays; the others' series are gone
+    assert "finsent_tickers_tracked 2.0" in text
