@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -150,17 +151,29 @@ def wait_for_enter(bs: str, topic: str) -> None:
     assert entered(found), "the surge's spike never entered before the kill"
 
 
+def run_until_the_spike_entered(
+    bs: str, model: Path, log: Path, tmp_path: Path
+) -> tuple[subprocess.Popen, list[dict[str, Any]]]:
+    """Replay the quiet day up to 13:12 and run a daemon until the surge's spike has entered; returns
+    the running daemon and the rest of the feed."""
+    first_half, second_half = split(quiet_day(), "2026-03-02T13:12:00+00:00")
+    replay(bs, write_feed(tmp_path / "a.jsonl", first_half))
+    proc = start_consume(log, *consume_args(bs, model, "--metrics-port", "0"))
+    try:
+        wait_for_log(log, "aggregate stage: partitions assigned", timeout=120)
+        wait_for_enter(bs, meta()["topic"])
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, second_half
+
+
 def test_kill_9_after_the_spike_entered_resumes_it_active(
     kafka_broker: Broker, corpus_artifact: Path, tmp_path: Path
 ) -> None:
     bs = kafka_broker.bootstrap
-    first_half, second_half = split(quiet_day(), "2026-03-02T13:12:00+00:00")
-    replay(bs, write_feed(tmp_path / "a.jsonl", first_half))
-    log = tmp_path / "first.log"
-    first = start_consume(log, *consume_args(bs, corpus_artifact, "--metrics-port", "0"))
+    first, second_half = run_until_the_spike_entered(bs, corpus_artifact, tmp_path / "first.log", tmp_path)
     try:
-        wait_for_log(log, "aggregate stage: partitions assigned", timeout=120)
-        wait_for_enter(bs, meta()["topic"])
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
     finally:
@@ -177,16 +190,13 @@ def test_a_rebalance_hands_the_active_spike_to_the_other_member(
     kafka_broker: Broker, corpus_artifact: Path, tmp_path: Path
 ) -> None:
     bs = kafka_broker.bootstrap
-    first_half, second_half = split(quiet_day(), "2026-03-02T13:12:00+00:00")
-    replay(bs, write_feed(tmp_path / "a.jsonl", first_half))
-    args = consume_args(bs, corpus_artifact, "--metrics-port", "0")
     a_log, b_log = tmp_path / "a.log", tmp_path / "b.log"
-    a = start_consume(a_log, *args)
+    a, second_half = run_until_the_spike_entered(bs, corpus_artifact, a_log, tmp_path)
     b = None
     try:
-        wait_for_log(a_log, "aggregate stage: partitions assigned", timeout=120)
-        wait_for_enter(bs, meta()["topic"])
-        b = start_consume(b_log, *args, "--exit-when-idle", "15")
+        b = start_consume(
+            b_log, *consume_args(bs, corpus_artifact, "--metrics-port", "0"), "--exit-when-idle", "15"
+        )
         wait_for_log(b_log, "aggregate stage: partitions assigned", timeout=120)
         a.send_signal(signal.SIGTERM)  # A leaves the group: B takes every partition over
         assert a.wait(timeout=60) == 0, a_log.read_text()[-3000:]
