@@ -119,3 +119,24 @@ def test_a_link_that_does_not_answer_with_headlines_is_one_line_too() -> None:
     finally:
         daemon.shutdown()
         daemon.server_close()
+
+
+def test_the_demo_prints_a_delivered_spike_alert_with_its_headlines_once() -> None:
+    from devstack.demo import _new_deliveries
+
+    hook = _hook()
+    inbox = hook.Inbox()
+    alert = _alert("Energy | Oil", "http://127.0.0.1:1/spikes/topic/Energy%20%7C%20Oil")
+    alert["annotations"]["description"] = "75% of the recent news on Energy | Oil is negative"
+    alert["headline_lines"] = hook.headline_lines([{"id": "n-17", "text": "Refinery fire", "score": -0.91,
+                                                    "source": "wire"}])  # fmt: skip
+    inbox.add("/newsdesk", {"alerts": [alert, _alert("Banks", "unknown", status="resolved")]})
+    shown: set[str] = set()
+    lines = _new_deliveries(inbox, shown)
+    assert lines == [
+        "[bold red]webhook /newsdesk received: NegativeSentimentSpike topic='Energy | Oil' — 75% of the recent "
+        "news on Energy | Oil is negative[/]",
+        "    -0.91  n-17  \\[wire]  Refinery fire",  # rich markup escaped: printed as "[wire]"
+    ]
+    inbox.add("/newsdesk", {"alerts": [alert]})  # Alertmanager repeats itself; the demo does not
+    assert _new_deliveries(inbox, shown) == [] and _new_deliveries(None, shown) == []
