@@ -140,3 +140,8 @@ def test_the_demo_prints_a_delivered_spike_alert_with_its_headlines_once() -> No
     ]
     inbox.add("/newsdesk", {"alerts": [alert]})  # Alertmanager repeats itself; the demo does not
     assert _new_deliveries(inbox, shown) == [] and _new_deliveries(None, shown) == []
+
+
+def test_readme_states_the_receivers_timeout() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"The example webhook fetches\nit ({_hook().FETCH_TIMEOUT_S:g} s timeout)" in readme

@@ -6,13 +6,14 @@ import gzip
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from pipeline.alert_feed import MAX_HEADLINES, STALE_WINDOWS, AlertFeed, fold
+from pipeline.alert_feed import MAX_ENTRIES, MAX_HEADLINES, STALE_WINDOWS, AlertFeed, fold
 from pipeline.metrics import Metrics, serve
 from pipeline.trends import TrendRecord
 
@@ -258,3 +259,12 @@ def test_a_failing_handler_answers_500_and_the_endpoint_keeps_serving() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_readme_states_the_feeds_numbers() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### The active spikes over HTTP") :]
+    section = section[: section.index("\n## ")]
+    assert f"the {MAX_HEADLINES} most negative stories" in section
+    assert f"At most {MAX_ENTRIES:,} spikes" in section
+    assert f"move {STALE_WINDOWS} windows on" in section
