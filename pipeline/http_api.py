@@ -86,7 +86,9 @@ def make_server(
             self._send(200, body, content_type, extra)
 
         def _json(self, status: int, doc: Any) -> None:
-            self._send(status, json.dumps(doc, ensure_ascii=False).encode(), "application/json; charset=utf-8", {})
+            self._send(
+                status, json.dumps(doc, ensure_ascii=False).encode(), "application/json; charset=utf-8", {}
+            )
 
         def _send(
             self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
