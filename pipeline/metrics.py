@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from models.errors import ConfigError
 from pipeline import http_api
+from pipeline.alert_feed import AlertFeed
 from pipeline.model_swap import OUTCOMES as SWAP_OUTCOMES
 
 log = logging.getLogger(__name__)
@@ -272,9 +273,9 @@ class Metrics:
         self.broker_up.set(1 if self._ops_ok and self._probe_ok else 0)
 
 
-def serve(registry: CollectorRegistry, host: str, port: int, feed: Any = None) -> Any:
-    """Start the HTTP endpoint (/metrics, and /spikes from `feed`, an `AlertFeed`; see
-    pipeline.http_api) in a daemon thread; returns the server (call shutdown())."""
+def serve(registry: CollectorRegistry, host: str, port: int, feed: AlertFeed | None = None) -> Any:
+    """Start the HTTP endpoint (/metrics, and /spikes from `feed`; see pipeline.http_api) in a daemon
+    thread; returns the server (call shutdown())."""
     try:
         server = http_api.start(registry, feed, host, port)
     except OSError as exc:
