@@ -6,8 +6,10 @@
 A record with `spike_active` true adds or refreshes its (key_type, key) entry; one with `spike_active`
 false removes it. An entry keeps when its spike began (`since`: the window that entered it, or the first
 active window this process saw), the newest window's numbers, and the most negative headlines of all its
-windows (one per story: its most negative). Records without `key_type`/`key`/`headlines` (written before tickers and
-headlines existed) count as topic records with no headlines.
+windows, one per story: those the records carry for the whole spike (`spike_headlines`: the folder keeps
+them from the build-up on, and across restarts) and for their own window (`headlines`). Records without
+`key_type`/`key`/headlines (written before tickers and headlines existed) count as topic records with
+no headlines.
 """
 
 from __future__ import annotations
@@ -138,7 +140,12 @@ def _entry(record: dict[str, Any], key: tuple[str, str], old: ActiveSpike | None
         since, since_ms, windows = end_iso, end_ms, 1
     else:
         since, since_ms, windows, kept = old.since, old.since_ms, old.windows + 1, old.headlines
-    new = record.get("headlines")
+    new = [
+        h
+        for name in ("spike_headlines", "headlines")
+        if isinstance(record.get(name), list)
+        for h in record[name]
+    ]
     return ActiveSpike(
         key_type=key[0],
         key=key[1],
@@ -156,7 +163,7 @@ def _entry(record: dict[str, Any], key: tuple[str, str], old: ActiveSpike | None
         baseline_negative_share=_number(record.get("baseline_negative_share")),
         total=_int(record.get("total")) or 0,
         stories=_int(record.get("stories")),
-        headlines=merge_headlines(kept, new if isinstance(new, list) else []),
+        headlines=merge_headlines(kept, new),
         updated_at_ms=now_ms,
     )
 

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.alert_feed import MAX_ENTRIES, MAX_HEADLINES, STALE_WINDOWS, AlertFeed, fold
 from pipeline.metrics import Metrics, serve
-from pipeline.trends import TrendRecord
+from pipeline.trends import ScoredEvent, TrendFolder, TrendRecord, TrendSettings
 
 MIN = 60_000
 T0 = 1_772_445_600_000  # 2026-03-02T10:00Z, a window boundary
@@ -94,6 +94,42 @@ def test_todays_records_without_key_type_or_headlines_count_as_topic_spikes() ->
     assert (spike["key"], spike["spike_score"], spike["headlines"], spike["stories"]) == (
         "Energy | Oil", 5.2, [], None)  # fmt: skip
     assert spike["since"] == "2026-03-02T10:01:00.000Z" and spike["total"] == 12
+
+
+def test_the_folders_own_records_give_the_spikes_headlines_from_entry_to_exit() -> None:
+    """The trend folder's records, as published: the feed holds the burst's topic exactly while its
+    detector does, with the spike's headlines (build-up windows included), and the calm topic never."""
+    calm, burst = "Markets | Equities", "Energy | Oil"
+    n = iter(range(1_000_000))
+
+    def ev(topic: str, minute: float, sentiment: str, score: float) -> ScoredEvent:
+        i = next(n)
+        return ScoredEvent(
+            f"m{i}", topic, sentiment, score, T0 + int(minute * MIN), f"s{i}", f"text {i}", "wire"
+        )
+
+    folder = TrendFolder(TrendSettings(allowed_lateness_ms=0))
+    folder.open([calm, burst])
+    feed = AlertFeed()
+    seen_active = []
+    for m in range(80):
+        folder.add(ev(calm, m + 0.1, "neutral", 0.0))
+        folder.add(ev(calm, m + 0.2, "negative" if m % 3 == 0 else "positive", -0.6 if m % 3 == 0 else 0.6))
+        if 60 <= m < 66:
+            for i in range(8):
+                folder.add(ev(burst, m + 0.3 + i * 0.05, "negative", -0.5 - 0.05 * i - 0.01 * (m - 60)))
+        records = [r.to_json_dict() for r in folder.advance(T0 + (m + 1) * MIN)]
+        feed.update(records, NOW + m)
+        for r in records:
+            spike = feed.get(r["key_type"], r["key"])
+            assert (spike is not None) == r["spike_active"], r
+            if r["spike_active"]:
+                seen_active.append(r["key"])
+                assert spike["headlines"] == r["spike_headlines"] and len(spike["headlines"]) == MAX_HEADLINES
+                if r["spike_transition"] == "enter":
+                    assert spike["since"] == r["window_end"]
+    assert set(seen_active) == {burst}
+    assert feed.snapshot()["spikes"] == []  # it left before the end
 
 
 def test_a_ticker_and_a_topic_of_the_same_name_are_two_spikes_and_the_snapshot_ranks_by_score() -> None:
