@@ -194,12 +194,17 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
             assert [e["window_end_ms"] for e in entries] == sorted(e["window_end_ms"] for e in entries)
             # It entered scoring at least z_enter; later windows may score lower (hysteresis holds it).
             assert max(e["spike_score"] for e in entries) >= SpikeParams().z_enter
-            assert all(isinstance(e["headlines"], list) and len(e["headlines"]) <= 5 for e in entries)
-            # TODO(after the trend records carry headlines): require non-empty headlines, each negative.
+            for e in entries:  # the negative headlines behind it, one per story, most negative first
+                scores = [h["score"] for h in e["headlines"]]
+                assert 1 <= len(scores) <= 5 and all(x < 0 for x in scores) and scores == sorted(scores), e
+                assert len({h["story"] for h in e["headlines"]}) == len(scores)
             link = f"http://127.0.0.1:{metrics_port}/spikes/topic/{urllib.parse.quote(planted, safe='')}"
             assert note["annotations"]["headlines"] == link
-            fetched = [a for a in notes if "headlines" in a]
-            assert fetched, f"the webhook could not fetch {link}: {[a.get('headlines_error') for a in notes]}"
+            fetched = [a for a in notes if a.get("headlines")]
+            assert fetched, (
+                f"the webhook fetched no headlines from {link}: {[a.get('headlines_error') for a in notes]}"
+            )
+            print("the webhook printed:\n" + "\n".join(fetched[0]["headline_lines"]))
             # Once the detector has let the spike go (its gauge, set after the feed in the same step),
             # /spikes no longer shows it.
             gauge = f'finsent_spike_active{{topic="{planted}"}} 0.0'
