@@ -88,7 +88,7 @@ def headline_lines(headlines: list[dict[str, Any]]) -> list[str]:
         text = " ".join(str(h.get("text") or "").split())
         if len(text) > MAX_TEXT:
             text = text[: MAX_TEXT - 1] + "…"
-        shown = f"{score:+.2f}" if isinstance(score, (int, float)) else "   ? "
+        shown = f"{score:+.3f}" if isinstance(score, (int, float)) else "    ? "
         lines.append(f"{shown}  {h.get('id')}  [{h.get('source') or '-'}]  {text}")
     return lines
 

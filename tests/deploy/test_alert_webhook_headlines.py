@@ -73,8 +73,8 @@ def test_the_receiver_prints_the_headlines_under_the_alert_and_one_line_when_it_
         oil, banks, metals, retail, resolved = inbox.notifications()[0]["payload"]["alerts"]
         assert oil["headlines"] == headlines and "headlines_error" not in oil
         assert oil["headline_lines"] == [
-            "-0.91  n-17  [wire]  Refinery fire halts output at Gulf plant",
-            "-0.50  n-22  [-]  " + "x" * 159 + "…",
+            "-0.910  n-17  [wire]  Refinery fire halts output at Gulf plant",
+            "-0.500  n-22  [-]  " + "x" * 159 + "…",
         ]
         assert banks["headlines_error"].startswith(f"no active spike at {base}/spikes/topic/Banks")
         assert metals["headlines_error"].startswith("cannot fetch http://127.0.0.1:")
@@ -86,7 +86,7 @@ def test_the_receiver_prints_the_headlines_under_the_alert_and_one_line_when_it_
                            "Negative news surge on Energy | Oil")  # fmt: skip
         assert (
             printed[at + 1]
-            == "alert-webhook /newsdesk:     -0.91  n-17  [wire]  Refinery fire halts output at Gulf plant"
+            == "alert-webhook /newsdesk:     -0.910  n-17  [wire]  Refinery fire halts output at Gulf plant"
         )
         for topic in ("Banks", "Metals", "Retail"):  # the alert line, then one line saying why
             at = next(i for i, line in enumerate(printed) if f"topic={topic!r}" in line)
@@ -136,7 +136,7 @@ def test_the_demo_prints_a_delivered_spike_alert_with_its_headlines_once() -> No
     assert lines == [
         "[bold red]webhook /newsdesk received: NegativeSentimentSpike topic='Energy | Oil' — 75% of the recent "
         "news on Energy | Oil is negative[/]",
-        "    -0.91  n-17  \\[wire]  Refinery fire",  # rich markup escaped: printed as "[wire]"
+        "    -0.910  n-17  \\[wire]  Refinery fire",  # rich markup escaped: printed as "[wire]"
     ]
     inbox.add("/newsdesk", {"alerts": [alert]})  # Alertmanager repeats itself; the demo does not
     assert _new_deliveries(inbox, shown) == [] and _new_deliveries(None, shown) == []
