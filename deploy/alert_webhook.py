@@ -1,8 +1,8 @@
 """A minimal Alertmanager webhook receiver: prints each notification and keeps them for inspection.
 
-A firing alert with a `headlines` annotation (NegativeSentimentSpike: a link to the daemon's
-/spikes/topic/<topic>) has its headlines fetched and printed under it (score, id, source, text); a
-failed fetch prints one line saying why. The fetched list is kept on the alert (`headlines`, or
+A firing alert with a `headlines` annotation (the spike alerts: a link to the daemon's
+/spikes/topic/<topic> or /spikes/ticker/<ticker>) has its headlines fetched and printed under it (score,
+id, source, text); a failed fetch prints one line saying why. The fetched list is kept on the alert (`headlines`, or
 `headlines_error`), with the printed lines (`headline_lines`).
 
 The compose stack runs it as `alert-webhook` (the receivers in deploy/alertmanager/alertmanager.yml
@@ -115,7 +115,7 @@ def summarize(payload: dict[str, Any]) -> list[str]:
     for alert in payload.get("alerts") or []:
         labels = alert.get("labels") or {}
         summary = (alert.get("annotations") or {}).get("summary", "")
-        where = f" topic={labels['topic']!r}" if "topic" in labels else ""
+        where = "".join(f" {name}={labels[name]!r}" for name in ("topic", "ticker") if name in labels)
         lines.append(f"[{alert.get('status', '?')}] {labels.get('alertname', '?')}{where}: {summary}")
         lines += [f"    {line}" for line in alert.get("headline_lines") or []]
     return lines

@@ -288,26 +288,35 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+SPIKE_ALERTS = ("NegativeSentimentSpike", "TickerNegativeSpike")
+
+
+def _subject(labels: dict[str, str]) -> str:
+    return " ".join(f"{name}={labels[name]!r}" for name in ("topic", "ticker") if name in labels)
+
+
 def _delivery_lines(alert: dict[str, Any]) -> list[str]:
     """A delivered alert and, under it, the headlines the webhook fetched from the daemon (or why not)."""
     labels = alert["labels"]
     head = (
         f"webhook {alert['receiver_path']} received: {labels.get('alertname')} "
-        f"topic={labels.get('topic')!r} — {alert['annotations'].get('description', '')}"
+        f"{_subject(labels)} — {alert['annotations'].get('description', '')}"
     )
     return [head, *(f"    {line}" for line in alert.get("headline_lines") or [])]
 
 
 def _new_deliveries(inbox: Any, shown: set[str]) -> list[Any]:
-    """Lines for each spike alert the webhook received firing for a topic not shown yet (rich-escaped)."""
+    """Lines for each spike alert (topic or ticker) the webhook received firing and not shown yet
+    (rich-escaped)."""
     from rich.markup import escape
 
     lines: list[Any] = []
     for alert in inbox.alerts("firing") if inbox is not None else []:
-        topic = alert["labels"].get("topic")
-        if alert["labels"].get("alertname") != "NegativeSentimentSpike" or topic in shown:
+        labels = alert["labels"]
+        seen = f"{labels.get('alertname')} {_subject(labels)}"
+        if labels.get("alertname") not in SPIKE_ALERTS or seen in shown:
             continue
-        shown.add(topic)
+        shown.add(seen)
         first, *rest = _delivery_lines(alert)
         lines += [f"[bold red]{escape(first)}[/]", *(escape(line) for line in rest)]
     return lines

@@ -145,3 +145,20 @@ def test_the_demo_prints_a_delivered_spike_alert_with_its_headlines_once() -> No
 def test_readme_states_the_receivers_timeout() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"The example webhook fetches\nit ({_hook().FETCH_TIMEOUT_S:g} s timeout)" in readme
+
+
+def test_the_demo_shows_a_ticker_spike_alert_too() -> None:
+    from devstack.demo import _new_deliveries
+
+    hook = _hook()
+    inbox = hook.Inbox()
+    alert = {"status": "firing", "labels": {"alertname": "TickerNegativeSpike", "ticker": "TRQN"},
+             "annotations": {"description": "The spike detector holds a negative spike for TRQN"},
+             "headline_lines": ["-0.990  n-1  [wire]  Refinery fire"]}  # fmt: skip
+    inbox.add("/newsdesk", {"alerts": [alert]})
+    assert _new_deliveries(inbox, set()) == [
+        "[bold red]webhook /newsdesk received: TickerNegativeSpike ticker='TRQN' — The spike detector holds "
+        "a negative spike for TRQN[/]",
+        "    -0.990  n-1  \\[wire]  Refinery fire",
+    ]
+    assert hook.summarize({"alerts": [alert]})[0] == "[firing] TickerNegativeSpike ticker='TRQN': "

@@ -205,6 +205,13 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
                 f"the webhook fetched no headlines from {link}: {[a.get('headlines_error') for a in notes]}"
             )
             print("the webhook printed:\n" + "\n".join(fetched[0]["headline_lines"]))
+            # The company's spike too: on /spikes under its ticker, and behind its alert's link.
+            assert ("ticker", ticker) in served, sorted(served)
+            ticker_fetched = [a for a in tickers if a["status"] == "firing" and a.get("headlines")]
+            assert ticker_fetched, [
+                (a["annotations"].get("headlines"), a.get("headlines_error")) for a in tickers
+            ]
+            print("and for the ticker:\n" + "\n".join(ticker_fetched[0]["headline_lines"]))
             # Once the detector has let the spike go (its gauge, set after the feed in the same step),
             # /spikes no longer shows it.
             gauge = f'finsent_spike_active{{topic="{planted}"}} 0.0'
