@@ -143,8 +143,8 @@ def test_the_demo_prints_a_delivered_spike_alert_with_its_headlines_once() -> No
 
 
 def test_readme_states_the_receivers_timeout() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert f"The example webhook fetches\nit ({_hook().FETCH_TIMEOUT_S:g} s timeout)" in readme
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"The example webhook fetches either link ({_hook().FETCH_TIMEOUT_S:g} s timeout)" in readme
 
 
 def test_the_demo_shows_a_ticker_spike_alert_too() -> None:
