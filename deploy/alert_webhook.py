@@ -1,5 +1,10 @@
 """A minimal Alertmanager webhook receiver: prints each notification and keeps them for inspection.
 
+A firing alert with a `headlines` annotation (the spike alerts: a link to the daemon's
+/spikes/topic/<topic> or /spikes/ticker/<ticker>) has its headlines fetched and printed under it (score,
+id, source, text); a failed fetch prints one line saying why. The fetched list is kept on the alert (`headlines`, or
+`headlines_error`), with the printed lines (`headline_lines`).
+
 The compose stack runs it as `alert-webhook` (the receivers in deploy/alertmanager/alertmanager.yml
 point at it); the end-to-end test and `make demo` start it in a thread. Standard library only, so it
 runs in any Python image. Replace it with your chat or paging bridge in a real deployment.
@@ -13,10 +18,14 @@ import argparse
 import json
 import sys
 import threading
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_BODY = 1 << 20  # Alertmanager batches are small; anything bigger is not from it
+FETCH_TIMEOUT_S = 3.0  # the daemon answers from memory; a slow answer means it is not there
+MAX_TEXT = 160  # characters of a headline printed on its line
 
 
 class Inbox:
@@ -44,17 +53,77 @@ class Inbox:
         return out
 
 
+def fetch_headlines(url: str, timeout_s: float = FETCH_TIMEOUT_S) -> tuple[list[dict[str, Any]] | None, str]:
+    """The headlines of the spike at `url` (the daemon's /spikes/<key_type>/<key>), or None and a
+    one-line reason. Never raises: a receiver that crashes on a bad link loses the alert itself."""
+    if not url.startswith(("http://", "https://")):
+        return None, f"no headlines link ({url!r})"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            body = resp.read(MAX_BODY + 1)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None, f"no active spike at {url} any more (the daemon's detector has let it go)"
+        return None, f"{url} answered HTTP {exc.code}"
+    except Exception as exc:  # URLError, timeouts, resets, bad status lines: all one line
+        reason = getattr(exc, "reason", None) or exc
+        return None, f"cannot fetch {url}: {reason}"
+    try:
+        doc = json.loads(body) if len(body) <= MAX_BODY else None
+    except ValueError:
+        doc = None
+    items = doc.get("headlines") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        return None, f"{url} did not answer with a spike's headlines"
+    return [h for h in items if isinstance(h, dict)], ""
+
+
+def headline_lines(headlines: list[dict[str, Any]]) -> list[str]:
+    """One line per headline: score, id, source, text (cut to MAX_TEXT characters)."""
+    if not headlines:
+        return ["(no headlines recorded for this spike)"]
+    lines = []
+    for h in headlines:
+        score = h.get("score")
+        text = " ".join(str(h.get("text") or "").split())
+        if len(text) > MAX_TEXT:
+            text = text[: MAX_TEXT - 1] + "…"
+        shown = f"{score:+.3f}" if isinstance(score, (int, float)) else "    ? "
+        lines.append(f"{shown}  {h.get('id')}  [{h.get('source') or '-'}]  {text}")
+    return lines
+
+
+def attach_headlines(payload: dict[str, Any], timeout_s: float = FETCH_TIMEOUT_S) -> None:
+    """Fetch the headlines of every firing alert that links to them, onto the alert itself."""
+    for alert in payload.get("alerts") or []:
+        if not isinstance(alert, dict) or alert.get("status") != "firing":
+            continue
+        url = (alert.get("annotations") or {}).get("headlines")
+        if not isinstance(url, str):
+            continue
+        headlines, error = fetch_headlines(url, timeout_s)
+        if headlines is None:
+            alert["headlines_error"] = error
+            alert["headline_lines"] = [error]
+        else:
+            alert["headlines"] = headlines
+            alert["headline_lines"] = headline_lines(headlines)
+
+
 def summarize(payload: dict[str, Any]) -> list[str]:
     lines = []
     for alert in payload.get("alerts") or []:
         labels = alert.get("labels") or {}
         summary = (alert.get("annotations") or {}).get("summary", "")
-        where = f" topic={labels['topic']!r}" if "topic" in labels else ""
+        where = "".join(f" {name}={labels[name]!r}" for name in ("topic", "ticker") if name in labels)
         lines.append(f"[{alert.get('status', '?')}] {labels.get('alertname', '?')}{where}: {summary}")
+        lines += [f"    {line}" for line in alert.get("headline_lines") or []]
     return lines
 
 
-def make_server(host: str, port: int, inbox: Inbox, *, echo: bool = True) -> ThreadingHTTPServer:
+def make_server(
+    host: str, port: int, inbox: Inbox, *, echo: bool = True, fetch_timeout_s: float = FETCH_TIMEOUT_S
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             length = int(self.headers.get("Content-Length") or 0)
@@ -69,11 +138,15 @@ def make_server(host: str, port: int, inbox: Inbox, *, echo: bool = True) -> Thr
             if not isinstance(payload, dict):
                 self.send_error(400, "body is not a JSON object")
                 return
+            # Before answering, so that what was received is in the inbox once Alertmanager hears back
+            # (a fetch waits FETCH_TIMEOUT_S at most).
+            attach_headlines(payload, fetch_timeout_s)
             inbox.add(self.path, payload)
             if echo:
                 for line in summarize(payload):
                     print(f"alert-webhook {self.path}: {line}", flush=True)
             self.send_response(200)
+            self.send_header("Content-Length", "0")
             self.end_headers()
 
         def do_GET(self) -> None:  # noqa: N802

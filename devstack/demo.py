@@ -246,8 +246,11 @@ def run_demo(args: argparse.Namespace) -> int:
             replay = start_replay(stack, paced, bootstrap, args.speed)
             t0 = time.monotonic()
             done_at: float | None = None
+            shown: set[str] = set()  # topics whose delivered alert (and its headlines) is printed
             with Live(console=console, refresh_per_second=4, transient=False) as live:
                 while True:
+                    for line in _new_deliveries(inbox, shown):
+                        live.console.print(line)
                     states = spike_alert_states(prom_url)
                     for topic, state in states.items():
                         if state == "firing":
@@ -285,6 +288,40 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+SPIKE_ALERTS = ("NegativeSentimentSpike", "TickerNegativeSpike")
+
+
+def _subject(labels: dict[str, str]) -> str:
+    return " ".join(f"{name}={labels[name]!r}" for name in ("topic", "ticker") if name in labels)
+
+
+def _delivery_lines(alert: dict[str, Any]) -> list[str]:
+    """A delivered alert and, under it, the headlines the webhook fetched from the daemon (or why not)."""
+    labels = alert["labels"]
+    head = (
+        f"webhook {alert['receiver_path']} received: {labels.get('alertname')} "
+        f"{_subject(labels)} — {alert['annotations'].get('description', '')}"
+    )
+    return [head, *(f"    {line}" for line in alert.get("headline_lines") or [])]
+
+
+def _new_deliveries(inbox: Any, shown: set[str]) -> list[Any]:
+    """Lines for each spike alert (topic or ticker) the webhook received firing and not shown yet
+    (rich-escaped)."""
+    from rich.markup import escape
+
+    lines: list[Any] = []
+    for alert in inbox.alerts("firing") if inbox is not None else []:
+        labels = alert["labels"]
+        seen = f"{labels.get('alertname')} {_subject(labels)}"
+        if labels.get("alertname") not in SPIKE_ALERTS or seen in shown:
+            continue
+        shown.add(seen)
+        first, *rest = _delivery_lines(alert)
+        lines += [f"[bold red]{escape(first)}[/]", *(escape(line) for line in rest)]
+    return lines
+
+
 def _report(
     console: Any,
     fired: dict[tuple[str, str], str],
@@ -307,11 +344,8 @@ def _report(
             console.print("no alert fired in Prometheus")
     if inbox is not None:
         for alert in inbox.alerts("firing"):
-            labels = alert["labels"]
-            console.print(
-                f"webhook {alert['receiver_path']} received: {labels.get('alertname')} "
-                f"topic={labels.get('topic')!r} — {alert['annotations'].get('description', '')}"
-            )
+            for line in _delivery_lines(alert):
+                console.print(line, markup=False, highlight=False)
     console.print(f"daemon metrics: http://127.0.0.1:{metrics_port}/metrics")
     if prom_url:
         console.print(f"Prometheus: {prom_url}/alerts , {prom_url}/graph")

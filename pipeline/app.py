@@ -19,6 +19,7 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry
 
 from pipeline import kafka_io, model_lifecycle
+from pipeline.alert_feed import AlertFeed
 from pipeline.broker_health import BrokerHealth, BrokerProbe
 from pipeline.kafka_io import Backoff
 from pipeline.kafka_stage import KafkaStage
@@ -62,6 +63,7 @@ class Daemon:
         self.lifecycle: Any = None  # pipeline.model_lifecycle.ModelLifecycle: swaps, drift, review, shadow
         self._reload_requested = False
         self.health = BrokerHealth()
+        self.alert_feed = AlertFeed()  # active spikes with their headlines, served on /spikes
 
     def load_model(self) -> None:
         if self.scorer is not None or self.settings.stage == "aggregate":
@@ -100,7 +102,7 @@ class Daemon:
         if s.metrics_port:
             from pipeline.metrics import serve
 
-            server = serve(self.registry, s.metrics_host, s.metrics_port)
+            server = serve(self.registry, s.metrics_host, s.metrics_port, self.alert_feed)
         # Before topic creation, so finsent_broker_up tells the truth while that is retried too.
         probe_stop = threading.Event()
         probe = BrokerProbe(s, self.health, self.metrics, probe_stop).start()
@@ -147,6 +149,7 @@ class Daemon:
                 assert self.trend is not None
                 self.agg_stage = AggregateStage(s, self.metrics, self.stop, self.trend, self.taxonomy())
                 self.agg_stage.health = self.health
+                self.agg_stage.alert_feed = self.alert_feed
                 agg_count = count if s.stage == "aggregate" else None
                 threads.append(threading.Thread(target=self._agg_loop, args=(agg_count,), name="aggregate"))
             for t in threads:

@@ -11,9 +11,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from models.errors import ConfigError
+from pipeline import http_api
+from pipeline.alert_feed import AlertFeed
 from pipeline.model_swap import OUTCOMES as SWAP_OUTCOMES
 
 log = logging.getLogger(__name__)
@@ -271,13 +273,14 @@ class Metrics:
         self.broker_up.set(1 if self._ops_ok and self._probe_ok else 0)
 
 
-def serve(registry: CollectorRegistry, host: str, port: int) -> Any:
-    """Start the /metrics HTTP endpoint in a daemon thread; returns the server (call shutdown())."""
+def serve(registry: CollectorRegistry, host: str, port: int, feed: AlertFeed | None = None) -> Any:
+    """Start the HTTP endpoint (/metrics, and /spikes from `feed`; see pipeline.http_api) in a daemon
+    thread; returns the server (call shutdown())."""
     try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
+        server = http_api.start(registry, feed, host, port)
     except OSError as exc:
         raise ConfigError(
             f"metrics endpoint {host}:{port}: {exc.strerror or exc} (set --metrics-port)"
         ) from None
-    log.info("metrics on http://%s:%d/metrics", host, server.server_port)
+    log.info("metrics on http://%s:%d/metrics, active spikes on /spikes", host, server.server_port)
     return server

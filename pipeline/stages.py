@@ -21,6 +21,7 @@ from typing import Any
 
 from pipeline import changelog, kafka_io
 from pipeline.aggregator import Aggregator, _Pending, to_event
+from pipeline.alert_feed import AlertFeed
 from pipeline.backlog import UpstreamBacklog
 from pipeline.batching import collect_batch
 from pipeline.kafka_io import Outgoing
@@ -216,6 +217,7 @@ class AggregateStage(KafkaStage):
         self.backlog_at = 0.0
         self.last_backlog: tuple[Any, float] | None = None
         self.stored: dict[Any, bytes] = {}  # input partition -> the changelog value last stored for it
+        self.alert_feed: AlertFeed | None = None  # the active spikes the HTTP endpoint serves
 
     def connect(self, topic: str | list[str]) -> bool:
         """Subscribe to `topic` (news.scored) and to the ticker copies (news.scored.tickers)."""
@@ -406,6 +408,8 @@ class AggregateStage(KafkaStage):
         )
         if not self.publish(out):
             return False
+        if self.alert_feed is not None:
+            self.alert_feed.update([r.to_json_dict() for r in closed], _now_ms())
         for r in topics:
             m.trend_records.labels(topic=r.topic).inc()
         m.ticker_trend_records.inc(len(tickers))

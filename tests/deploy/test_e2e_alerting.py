@@ -9,10 +9,11 @@ files with every *duration* divided by `SPEED` (`devstack.monitoring.scale_rules
 untouched): `for: 5m` becomes 7.5 s, as five minutes of news now pass in 7.5 seconds.
 
 It checks that NegativeSentimentSpike fires for the planted topic in Prometheus and arrives at the
-webhook through Alertmanager's sentiment route, that no other topic's spike alert ever goes pending or
-fires, and that every PromQL expression of the Grafana dashboard parses and returns data from this
-Prometheus (a few malformed, duplicate and late messages are injected so the DLQ/late/duplicate panels
-have data too).
+webhook through Alertmanager's sentiment route, that the daemon's /spikes shows the topic while its
+spike is active and the webhook fetches it through the alert's `headlines` link, that no other topic's
+spike alert ever goes pending or fires, and that every PromQL expression of the Grafana dashboard
+parses and returns data from this Prometheus (a few malformed, duplicate and late messages are injected
+so the DLQ/late/duplicate panels have data too).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -29,7 +32,7 @@ from devstack import monitoring as mon
 from devstack.broker import Broker, tansu_binary
 from devstack.feeds import feed_meta, slice_feed, surge_bounds, surge_topic
 from devstack.finsent import replay_backlog, start_daemon, start_replay
-from devstack.procs import Stack, free_port, http_get
+from devstack.procs import Stack, free_port, http_get, wait_until
 from devstack.prometheus import (
     alertmanager_binary,
     prom_alerts,
@@ -38,6 +41,7 @@ from devstack.prometheus import (
     start_prometheus,
     start_webhook,
 )
+from pipeline.spikes import SpikeParams
 
 pytestmark = pytest.mark.integration
 
@@ -114,8 +118,10 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
             replay_backlog(stack, backlog, broker.bootstrap, n_backlog, metrics_url)
             replay = start_replay(stack, sliced, broker.bootstrap, SPEED)
 
-            # Watch every spike alert Prometheus holds, all through the replay and a little after.
+            # Watch every spike alert Prometheus holds, all through the replay and a little after, and
+            # the daemon's own view of the active spikes.
             states: dict[str, set[str]] = {}
+            served: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (key_type, key) -> entries seen
             injected = False
             fired_at: float | None = None  # unix time Prometheus was first seen firing for `planted`
             t0 = time.monotonic()
@@ -124,6 +130,8 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
                 for alert in prom_alerts(prom):
                     if alert["labels"].get("alertname") == "NegativeSentimentSpike":
                         states.setdefault(alert["labels"]["topic"], set()).add(alert["state"])
+                for spike in json.loads(http_get(f"http://127.0.0.1:{metrics_port}/spikes"))["spikes"]:
+                    served.setdefault((spike["key_type"], spike["key"]), []).append(spike)
                 if not injected and time.monotonic() - t0 > replay_s / 2:
                     # Bad input for the DLQ panel, a redelivered message (duplicate) and one from long
                     # before the watermark (late), once the windows have moved on.
@@ -176,6 +184,40 @@ def test_spike_alert_reaches_the_webhook_and_dashboard_queries_return_data(
             tickers = [a for a in inbox.alerts() if a["labels"].get("alertname") == "TickerNegativeSpike"]
             assert {a["labels"]["ticker"] for a in tickers} == {ticker}, inbox.notifications()
             assert all(a["receiver_path"] == "/newsdesk" for a in tickers)
+
+            # The daemon served the planted spike on /spikes while it was active, and the alert links to
+            # it on the replica that held it; the webhook fetched that link when the alert arrived.
+            print(f"/spikes showed {sorted(served)}")
+            entries = served.get(("topic", planted))
+            assert entries, f"/spikes never showed {planted!r}; it showed {sorted(served)}"
+            assert all(e["since_ms"] <= e["window_end_ms"] for e in entries)
+            assert [e["window_end_ms"] for e in entries] == sorted(e["window_end_ms"] for e in entries)
+            # It entered scoring at least z_enter; later windows may score lower (hysteresis holds it).
+            assert max(e["spike_score"] for e in entries) >= SpikeParams().z_enter
+            for e in entries:  # the negative headlines behind it, one per story, most negative first
+                scores = [h["score"] for h in e["headlines"]]
+                assert 1 <= len(scores) <= 5 and all(x < 0 for x in scores) and scores == sorted(scores), e
+                assert len({h["story"] for h in e["headlines"]}) == len(scores)
+            link = f"http://127.0.0.1:{metrics_port}/spikes/topic/{urllib.parse.quote(planted, safe='')}"
+            assert note["annotations"]["headlines"] == link
+            fetched = [a for a in notes if a.get("headlines")]
+            assert fetched, (
+                f"the webhook fetched no headlines from {link}: {[a.get('headlines_error') for a in notes]}"
+            )
+            print("the webhook printed:\n" + "\n".join(fetched[0]["headline_lines"]))
+            # The company's spike too: on /spikes under its ticker, and behind its alert's link.
+            assert ("ticker", ticker) in served, sorted(served)
+            ticker_fetched = [a for a in tickers if a["status"] == "firing" and a.get("headlines")]
+            assert ticker_fetched, [
+                (a["annotations"].get("headlines"), a.get("headlines_error")) for a in tickers
+            ]
+            print("and for the ticker:\n" + "\n".join(ticker_fetched[0]["headline_lines"]))
+            # Once the detector has let the spike go (its gauge, set after the feed in the same step),
+            # /spikes no longer shows it.
+            gauge = f'finsent_spike_active{{topic="{planted}"}} 0.0'
+            wait_until(lambda: gauge in http_get(metrics_url).decode(), 30, "the planted spike to end")
+            still = json.loads(http_get(f"http://127.0.0.1:{metrics_port}/spikes"))["spikes"]
+            assert ("topic", planted) not in {(e["key_type"], e["key"]) for e in still}
 
             # Every dashboard expression parses and returns data from this Prometheus, evaluated at the
             # moment the alert was firing (keep_firing_for is only 15 s at this speed).

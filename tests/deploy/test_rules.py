@@ -84,8 +84,9 @@ def test_the_required_alerts_exist_with_labels_and_annotations() -> None:
         assert "for" in rule, f"{name} has no `for:`; one bad evaluation would page"
     spike = alerts["NegativeSentimentSpike"]
     assert "keep_firing_for" in spike
-    assert {"current_share", "baseline_share", "dashboard"} <= set(spike["annotations"])
+    assert {"current_share", "baseline_share", "dashboard", "headlines"} <= set(spike["annotations"])
     assert "/d/finsent-overview/" in spike["annotations"]["dashboard"]
+    assert "/spikes/topic/" in spike["annotations"]["headlines"]
 
 
 def test_every_alert_has_unit_tests_that_see_it_fire_and_stay_quiet() -> None:
@@ -146,6 +147,20 @@ MUTATIONS = [
         SPIKE_EXPR_NAIVE,
         "a slow drift does not fire",
         id="spike-naive-share-above-baseline",
+    ),
+    pytest.param(
+        "sentiment-alerts.yml",
+        "finsent_spike_active{topic=%q} * 1000 + finsent_negative_spike_score{topic=%q})` $labels.topic $labels.topic",
+        "finsent_negative_spike_score{topic=%q})` $labels.topic",
+        "the headlines link points at the replica holding the spike",
+        id="headlines-link-by-score-alone",
+    ),
+    pytest.param(
+        "sentiment-alerts.yml",
+        "$labels.topic | urlquery | reReplaceAll `[+]` `%20`",
+        "$labels.topic | urlquery",
+        "the headlines link points at the replica holding the spike",
+        id="headlines-link-query-encoded",
     ),
     pytest.param(
         "operational-alerts.yml",
