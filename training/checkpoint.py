@@ -58,6 +58,31 @@ def save_checkpoint(result: TrainResult, config: TrainConfig, directory: Path) -
     return directory
 
 
+def read_checkpoint_meta(directory: Path) -> dict[str, Any]:
+    """`checkpoint.json` alone (no torch): labels, config, the validation rows."""
+    meta_path = directory / "checkpoint.json"
+    if not meta_path.is_file():
+        raise ConfigError(
+            f"{meta_path}: not a training checkpoint (written by `finsent train --checkpoint-dir`)"
+        )
+    try:
+        return json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{meta_path}: unreadable checkpoint metadata: {exc}") from exc
+
+
+def checkpoint_validation(directory: Path, meta: dict[str, Any]) -> Dataset:
+    """The validation rows the checkpoint's model was selected on, as a Dataset."""
+    rows = meta["valid"]
+    return Dataset(
+        texts=tuple(rows["texts"]),
+        topics=np.asarray(rows["topics"], dtype=np.int64),
+        sentiments=np.asarray(rows["sentiments"], dtype=np.int64),
+        topic_labels=tuple(meta["topic_labels"]),
+        source=f"{directory}/checkpoint.json",
+    )
+
+
 def load_checkpoint(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
     """(model in eval mode, tokenizer, metadata) from a checkpoint directory."""
     import torch
@@ -65,13 +90,8 @@ def load_checkpoint(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
 
     from training.model import TwoHeadClassifier
 
-    meta_path = directory / "checkpoint.json"
-    if not meta_path.is_file():
-        raise ConfigError(
-            f"{meta_path}: not a training checkpoint (written by `finsent train --checkpoint-dir`)"
-        )
+    meta = read_checkpoint_meta(directory)
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         encoder = AutoModel.from_pretrained(str(directory / "encoder"))
         tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"), use_fast=True)
         heads = torch.load(directory / "heads.pt", map_location="cpu", weights_only=True)
@@ -100,14 +120,7 @@ def export_checkpoint(
     if valid:
         data = load_dataset(valid, columns=columns, topics=topics)
     else:
-        rows = meta["valid"]
-        data = Dataset(
-            texts=tuple(rows["texts"]),
-            topics=np.asarray(rows["topics"], dtype=np.int64),
-            sentiments=np.asarray(rows["sentiments"], dtype=np.int64),
-            topic_labels=topics,
-            source=f"{directory}/checkpoint.json",
-        )
+        data = checkpoint_validation(directory, meta)
     max_length = int(meta["max_length"])
     encoded = tokenize(tokenizer, data.texts, max_length)
     topic_p, sent_p = predict_probs(model, encoded, int(tokenizer.pad_token_id), 128)

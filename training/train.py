@@ -166,42 +166,13 @@ def prepare_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
     return relabel(train, topics), relabel(valid, topics)
 
 
-def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
-    """Load data, build the model, train with early stopping; return the best epoch's model."""
-    started = time.monotonic()
-    if config.epochs < 1:
-        raise ConfigError(f"epochs must be at least 1, got {config.epochs}")
-    train, valid = prepare_data(config)  # data errors surface before torch is even imported
+# (topic logits, sentiment logits, the batch's row indices) -> (topic loss, sentiment loss)
+BatchLoss = Callable[[Any, Any, np.ndarray], tuple[Any, Any]]
+
+
+def make_optimizer(model: Any, config: TrainConfig) -> Any:
+    """AdamW: no weight decay on biases and LayerNorm; the heads at their own (higher) rate."""
     import torch
-    from tqdm import tqdm
-
-    from training.model import class_weights, masked_cross_entropy
-
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
-    topics = train.topic_labels
-    say(
-        f"data: {len(train)} training rows, {len(valid)} validation rows, "
-        f"{len(topics)} topics, fingerprint {train.fingerprint()[:19]}"
-    )
-
-    base = config.resolved_base_model()
-    tokenizer = build_tokenizer(base)
-    if config.strip_urls:
-        strip_urls(tokenizer)
-    model = build_two_head_model(config, len(topics))
-    pad_id = int(tokenizer.pad_token_id)
-    train_ids = tokenize(tokenizer, train.texts, config.max_length)
-    valid_ids = tokenize(tokenizer, valid.texts, config.max_length)
-    train_lengths = [len(x) for x in train_ids]
-
-    t_weight = s_weight = None
-    t_all = torch.from_numpy(train.topics)
-    s_all = torch.from_numpy(train.sentiments)
-    if config.class_weighting:
-        t_weight = class_weights(t_all, len(topics))
-        s_weight = class_weights(s_all, 3)
 
     head_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.") and p.requires_grad]
     enc_decay = [
@@ -214,19 +185,39 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
         for n, p in model.encoder.named_parameters()
         if p.requires_grad and (p.ndim <= 1 or "LayerNorm" in n)
     ]
-    optimizer = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [
             {"params": enc_decay, "lr": config.lr, "weight_decay": config.weight_decay},
             {"params": enc_no_decay, "lr": config.lr, "weight_decay": 0.0},
             {"params": head_params, "lr": config.head_lr, "weight_decay": config.weight_decay},
         ]
     )
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+
+
+def train_epochs(
+    model: Any,
+    config: TrainConfig,
+    train_ids: list[list[int]],
+    valid: Dataset,
+    valid_ids: list[list[int]],
+    pad_id: int,
+    batch_loss: BatchLoss,
+    say: Callable[[str], None] = print,
+) -> tuple[list[EpochRecord], int]:
+    """The loop shared by `fit` and distillation: epochs of length-bucketed batches under
+    `batch_loss`, validation macro-F1 after each, early stopping; leaves the best epoch's weights
+    in `model` (LoRA merged, eval mode). Returns (history, best epoch)."""
+    import torch
+    from tqdm import tqdm
+
+    optimizer = make_optimizer(model, config)
+    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
     total = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(total, int(total * config.warmup_ratio))
     )
     gen = torch.Generator().manual_seed(config.seed)
+    train_lengths = [len(x) for x in train_ids]
 
     history: list[EpochRecord] = []
     best_score, best_epoch, best_state, stale = -1.0, 0, None, 0
@@ -244,8 +235,7 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
         for idx in batches:
             ids, mask = pad([train_ids[i] for i in idx], pad_id)
             t_logits, s_logits = model(torch.from_numpy(ids), torch.from_numpy(mask))
-            loss_t = masked_cross_entropy(t_logits, t_all[idx], t_weight)
-            loss_s = masked_cross_entropy(s_logits, s_all[idx], s_weight)
+            loss_t, loss_s = batch_loss(t_logits, s_logits, idx)
             loss = loss_t + loss_s
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -290,7 +280,52 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
 
     assert best_state is not None  # at least one epoch ran
     model.load_state_dict(best_state)
-    model = merge_lora(model).eval()
+    merge_lora(model).eval()
+    return history, best_epoch
+
+
+def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
+    """Load data, build the model, train with early stopping; return the best epoch's model."""
+    started = time.monotonic()
+    if config.epochs < 1:
+        raise ConfigError(f"epochs must be at least 1, got {config.epochs}")
+    train, valid = prepare_data(config)  # data errors surface before torch is even imported
+    import torch
+
+    from training.model import class_weights, masked_cross_entropy
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    topics = train.topic_labels
+    say(
+        f"data: {len(train)} training rows, {len(valid)} validation rows, "
+        f"{len(topics)} topics, fingerprint {train.fingerprint()[:19]}"
+    )
+
+    base = config.resolved_base_model()
+    tokenizer = build_tokenizer(base)
+    if config.strip_urls:
+        strip_urls(tokenizer)
+    model = build_two_head_model(config, len(topics))
+    pad_id = int(tokenizer.pad_token_id)
+    train_ids = tokenize(tokenizer, train.texts, config.max_length)
+    valid_ids = tokenize(tokenizer, valid.texts, config.max_length)
+
+    t_weight = s_weight = None
+    t_all = torch.from_numpy(train.topics)
+    s_all = torch.from_numpy(train.sentiments)
+    if config.class_weighting:
+        t_weight = class_weights(t_all, len(topics))
+        s_weight = class_weights(s_all, 3)
+
+    def hard_labels(t_logits: Any, s_logits: Any, idx: np.ndarray) -> tuple[Any, Any]:
+        return (
+            masked_cross_entropy(t_logits, t_all[idx], t_weight),
+            masked_cross_entropy(s_logits, s_all[idx], s_weight),
+        )
+
+    history, best_epoch = train_epochs(model, config, train_ids, valid, valid_ids, pad_id, hard_labels, say)
     topic_p, sent_p = predict_probs(model, valid_ids, pad_id, config.eval_batch_size)
     reports = head_reports(valid, topic_p, sent_p)
     return TrainResult(
@@ -310,6 +345,19 @@ def train_and_export(config: TrainConfig, say: Callable[[str], None] = print) ->
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     version = new_version()
     result = fit(config, say)
+    return publish_result(result, config, version, say)
+
+
+def publish_result(
+    result: TrainResult,
+    config: TrainConfig,
+    version: str,
+    say: Callable[[str], None] = print,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """The checkpoint (with `config.checkpoint_dir`) and the validated artifact of a trained model;
+    `extra` goes into the manifest. Shared by `finsent train` and `finsent distill`."""
     if config.checkpoint_dir:
         ckpt = save_checkpoint(result, config, Path(config.checkpoint_dir) / version)
         say(f"checkpoint: {ckpt}")
@@ -329,6 +377,7 @@ def train_and_export(config: TrainConfig, say: Callable[[str], None] = print) ->
                 "valid_rows": len(result.valid),
                 "train_seconds": round(result.seconds, 1),
                 "history": [asdict(h) for h in result.history],
+                **(extra or {}),
             },
         ),
         Path(config.out),
