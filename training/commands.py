@@ -1,4 +1,4 @@
-"""`finsent train`, `finsent export`, `finsent evaluate`.
+"""`finsent train`, `finsent distill`, `finsent export`, `finsent evaluate`.
 
 Only argparse here at import time: torch, transformers and onnxruntime load inside the handlers,
 so `finsent --help` stays instant and the streaming commands never pay for them.
@@ -127,6 +127,61 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_export)
 
     p = sub.add_parser(
+        "distill",
+        help="train a smaller student from a fine-tuned teacher's checkpoint, export and validate it",
+        description="teacher checkpoint -> student with some of its layers -> distil (teacher's soft "
+        "targets + hard labels) -> export (fp32, fp16, int8) -> validate -> artifacts/<version>.",
+    )
+    p.add_argument(
+        "--teacher",
+        required=True,
+        help="the teacher: a checkpoint directory (runs/<version>, from `finsent train --checkpoint-dir`) "
+        "or an artifact whose checkpoint is its `exported_from` or runs/<version>",
+    )
+    p.add_argument(
+        "--layers", type=int, default=3, help="encoder layers the student keeps (default: %(default)s)"
+    )
+    p.add_argument(
+        "--select",
+        choices=("first", "spread"),
+        default="first",
+        help="which teacher layers: the lowest N, or spread evenly (0,2,4 of 6) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        help="training source(s), as for `finsent train --data` (default: data/starter_corpus.csv)",
+    )
+    p.add_argument("--valid", help="validation source(s) (default: the teacher's own validation rows)")
+    p.add_argument("--out", default=d["out"], help="artifact root (default: %(default)s)")
+    _add_column_args(p)
+    p.add_argument("--epochs", type=int, default=d["epochs"], help="maximum epochs (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default: %(default)s")
+    p.add_argument(
+        "--lr", type=float, default=d["lr"], help="encoder peak learning rate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--head-lr", type=float, default=d["head_lr"], help="heads' learning rate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=2.0,
+        help="softening of both models' logits (default: %(default)s)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.5,
+        help="weight of the teacher's soft targets; 1-alpha on the hard labels (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=d["seed"], help="default: %(default)s")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--checkpoint-dir", help="also save the student's PyTorch weights under DIR/<version>")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (per-epoch lines remain)")
+    p.set_defaults(handler=run_distill)
+
+    p = sub.add_parser(
         "evaluate",
         help="evaluate an artifact on a labelled file through ONNX Runtime",
         description="Scores DATA with the artifact exactly as the daemon would, prints per-head tables.",
@@ -186,6 +241,40 @@ def run_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     train_and_export(config)
+    return 0
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as run_train: before torch loads libgomp
+    from training.config import TrainConfig
+    from training.distill import DistillConfig, distill_and_export
+
+    train = TrainConfig(
+        data=args.data or ["data/starter_corpus.csv"],
+        valid=args.valid,
+        out=args.out,
+        columns=_columns(args),
+        label_map=args.label_map,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        head_lr=args.head_lr,
+        seed=args.seed,
+        threads=args.threads,
+        checkpoint_dir=args.checkpoint_dir,
+        progress=not args.no_progress,
+    )
+    config = DistillConfig(
+        teacher=args.teacher,
+        train=train,
+        layers=args.layers,
+        select=args.select,
+        temperature=args.temperature,
+        alpha=args.alpha,
+    )
+    distill_and_export(config)
     return 0
 
 

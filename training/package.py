@@ -79,10 +79,14 @@ def model_card(manifest: dict[str, Any], reports: dict[str, dict[str, Any]]) -> 
         f"- max tokens per text: {manifest['max_length']}; epochs run: {len(manifest.get('history', []))}, "
         f"best epoch {manifest.get('best_epoch')}",
         f"- topics ({len(manifest['labels']['topic'])}): {', '.join(manifest['labels']['topic'])}",
-        "",
-        "## Validation metrics (PyTorch, before export)",
-        "",
     ]
+    if student := manifest.get("distilled_from"):
+        lines.append(
+            f"- distilled from `{student['teacher']}`: its encoder layers "
+            f"{', '.join(map(str, student['layers']))} of {student['teacher_layers']} "
+            f"(temperature {student['temperature']}, soft-target weight {student['alpha']})"
+        )
+    lines += ["", "## Validation metrics (PyTorch, before export)", ""]
     for key in sorted(summary):
         lines.append(f"- {key}: {summary[key]:.4f}")
     lines += ["", *model_card_section(manifest)]

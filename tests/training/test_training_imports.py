@@ -82,7 +82,7 @@ def test_training_modules_import_without_torch() -> None:
     `finsent train` reports a bad data file before paying for torch."""
     code = (
         "import sys, training.train, training.checkpoint, training.package, training.export, "
-        "training.inference, training.config, training.commands;"
+        "training.inference, training.config, training.commands, training.distill;"
         "print(sorted(m for m in ('torch', 'transformers', 'onnxruntime') if m in sys.modules))"
     )
     out = subprocess.run(

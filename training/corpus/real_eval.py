@@ -100,6 +100,15 @@ def model_card_section(manifest: dict[str, Any], record: dict[str, Any] | None =
     """Markdown lines for the card: the real-news figures when this artifact's data was measured."""
     record = load_record() if record is None else record
     lines = ["## Accuracy on real news (sets never used in training)", ""]
+    if manifest.get("distilled_from"):
+        # same training data as the measured model, not the same model: its figures are not this one's
+        lines += [
+            "Not measured for this model: it is a student distilled from "
+            f"`{manifest['distilled_from'].get('teacher')}`, and the recorded figures are for a full-size model.",
+            'See docs/BENCHMARKS.md, "Distilled student", for how students measure on real news.',
+            "",
+        ]
+        return lines
     if not record or record.get("data_fingerprint") != manifest.get("data_fingerprint"):
         lines += [
             "Not measured for this training data. The validation figures above come from a split of the",
