@@ -16,9 +16,13 @@ ARTIFACTS ?= artifacts
 REVIEWED ?=
 EVAL ?=
 TRAIN_ARGS ?=
+TEACHER ?= $(ARTIFACTS)/latest
+LAYERS ?= 3
+SELECT ?= first
+MODELS ?= teacher=$(ARTIFACTS)/latest student=$(ARTIFACTS)/students/latest
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps test test-fast test-slow lint train-export retrain demo bench bench-stories bench-accuracy bench-alerts corpus clean
+.PHONY: help setup system-deps test test-fast test-slow lint train-export distill retrain demo bench bench-stories bench-accuracy bench-alerts bench-frontier corpus clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
@@ -60,6 +64,10 @@ corpus: setup ## rebuild the starter corpus and the recorded test feeds from the
 train-export: setup ## train -> evaluate -> export -> validate  [DATA=a,b VALID= LABEL_MAP= BASE_MODEL= EPOCHS=]
 	$(BIN)/finsent train --data "$(DATA)" $(if $(VALID),--valid "$(VALID)") $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(ARTIFACTS)
 
+# The teacher's PyTorch checkpoint must exist: train it with `finsent train --checkpoint-dir runs`.
+distill: setup ## a smaller student from a fine-tuned teacher -> artifacts/students  [TEACHER= LAYERS=3 SELECT=first|spread DATA=]
+	$(BIN)/finsent distill --teacher $(TEACHER) --layers $(LAYERS) --select $(SELECT) --data "$(DATA)" --out $(ARTIFACTS)/students
+
 retrain: setup ## fine-tune on DATA + REVIEWED, publish only if it passes the gate on EVAL  [DATA= REVIEWED= EVAL= BASE_MODEL= EPOCHS=]
 	@if [ -z "$(EVAL)" ]; then echo "retrain: EVAL=<frozen evaluation CSV> is required (README 'The review loop')"; exit 2; fi
 	$(BIN)/finsent retrain --data $(DATA) $(if $(REVIEWED),--reviewed $(REVIEWED)) --eval $(EVAL) --root $(ARTIFACTS) -- $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(TRAIN_ARGS)
@@ -89,6 +97,10 @@ bench-alerts: setup ## detection delay and false alarms per topic and per ticker
 
 bench-accuracy: setup ## train on real tweets (../shared/data), score a held-out 10% through ONNX Runtime  [ARGS=]
 	HF_HUB_OFFLINE=1 $(PY) -m bench.accuracy $(if $(ARGS),-- $(ARGS))
+
+# Same real tweet sets as bench-accuracy (outside the repository), never trained on by these models.
+bench-frontier: setup ## accuracy vs int8 speed, teacher and students alternating; docs/accuracy_speed.png  [MODELS="LABEL=ARTIFACT ..."]
+	HF_HUB_OFFLINE=1 $(PY) -m bench.frontier $(foreach m,$(MODELS),--model $(m))
 
 clean: ## remove caches (keeps .venv and artifacts)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis .import_linter_cache

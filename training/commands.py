@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+STUDENTS_ROOT = "artifacts/students"  # `finsent distill --out`: serve one with --model .../latest
 DEFAULTS: dict[str, Any] = {}  # filled lazily from TrainConfig so help texts show the real defaults
 
 
@@ -153,7 +154,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="training source(s), as for `finsent train --data` (default: data/starter_corpus.csv)",
     )
     p.add_argument("--valid", help="validation source(s) (default: the teacher's own validation rows)")
-    p.add_argument("--out", default=d["out"], help="artifact root (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        default=STUDENTS_ROOT,
+        help="artifact root; its own, so artifacts/latest (the default model) stays the teacher "
+        "(default: %(default)s)",
+    )
     _add_column_args(p)
     p.add_argument("--epochs", type=int, default=d["epochs"], help="maximum epochs (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default: %(default)s")

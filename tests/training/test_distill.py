@@ -157,6 +157,14 @@ def test_cli_distils_a_servable_one_layer_student(
     assert json.loads((ckpt / "encoder" / "config.json").read_text())["num_hidden_layers"] == 1
 
 
+def test_students_go_to_their_own_root_so_the_default_model_stays_the_teacher() -> None:
+    from pipeline.cli import build_parser
+
+    args = build_parser().parse_args(["distill", "--teacher", "runs/v1"])
+    assert args.out == "artifacts/students" and args.layers == 3 and args.select == "first"
+    assert build_parser().parse_args(["train", "--data", "x.csv"]).out == "artifacts"
+
+
 def test_an_artifact_names_its_teacher_through_its_checkpoint(teacher: Teacher, tmp_path: Path) -> None:
     from training.distill import resolve_teacher
 

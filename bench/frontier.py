@@ -1,0 +1,201 @@
+"""`python -m bench.frontier`: accuracy against int8 scoring speed for a teacher and its students.
+
+Speed: `Scorer.score` (tokenizer + ONNX Runtime, int8 on the CPU) over the benchmark corpus in the
+daemon's micro-batch size (`bench.scoring`), the models taking turns, every round `--repeats` times,
+so a neighbour's load on a shared machine falls on all of them alike. Accuracy: in-corpus validation
+(the manifest's, PyTorch before export, on the teacher's validation rows) and the two real
+human-labelled tweet sets (`../shared/data`, or FINSENT_REAL_DATA), scored through ONNX Runtime
+int8 as deployed, as `finsent evaluate` scores them. Writes bench/results/frontier-<time>.json and
+docs/accuracy_speed.png; `--from-json FILE` redraws the picture from a recorded run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+PNG = REPO / "docs" / "accuracy_speed.png"
+REAL_SETS = {
+    "topic": "twitter_topic_train.csv#sentiment=-",
+    "sentiment": "twitter_sentiment_train.csv#topic=-",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from bench.accuracy import DEFAULT_DATA_DIR
+    from bench.corpus import DEFAULT_SEED
+
+    p = argparse.ArgumentParser(prog="python -m bench.frontier", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="LABEL=ARTIFACT",
+        help="a model to place on the frontier, repeatable (e.g. teacher=artifacts/latest)",
+    )
+    p.add_argument("--n", type=int, default=2000, help="benchmark-corpus messages per speed run")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="benchmark-corpus seed")
+    p.add_argument("--batch", type=int, default=256, help="texts per Scorer call (the daemon's micro-batch)")
+    p.add_argument("--repeats", type=int, default=2, help="speed rounds, models alternating")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("FINSENT_REAL_DATA", DEFAULT_DATA_DIR)),
+        help="folder with the real tweet sets (default: $FINSENT_REAL_DATA or ../shared/data)",
+    )
+    p.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="JSON output folder")
+    p.add_argument("--png", type=Path, default=PNG, help="picture to write (default: %(default)s)")
+    p.add_argument("--from-json", type=Path, help="redraw the picture from this recorded run only")
+    return p.parse_args(argv)
+
+
+def parse_models(specs: list[str]) -> list[tuple[str, Path]]:
+    out = []
+    for spec in specs:
+        label, sep, path = spec.partition("=")
+        if not sep or not label or not path:
+            raise SystemExit(f"bench.frontier: --model {spec!r}: expected LABEL=ARTIFACT")
+        if not (Path(path) / "manifest.json").is_file():
+            raise SystemExit(f"bench.frontier: --model {spec!r}: {path} is not a model artifact")
+        out.append((label, Path(path).resolve()))
+    if not out:
+        raise SystemExit("bench.frontier: give at least one --model LABEL=ARTIFACT")
+    return out
+
+
+def describe(label: str, path: Path) -> dict[str, Any]:
+    """What the manifest says: version, encoder layers kept, in-corpus validation metrics."""
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    student = manifest.get("distilled_from") or {}
+    return {
+        "label": label,
+        "artifact": str(path),
+        "version": manifest["version"],
+        "layers": student.get("layers"),
+        "teacher_layers": student.get("teacher_layers"),
+        "in_corpus_pytorch": {k: round(v, 4) for k, v in manifest.get("metrics", {}).items()},
+        "int8_fp32_layers": (manifest.get("export_validation", {}).get("int8_plan") or {}).get("fp32_layers"),
+    }
+
+
+def measure_speed(
+    models: list[tuple[str, Path]], rows: list[dict[str, Any]], args: argparse.Namespace
+) -> None:
+    """int8 msgs/s per model, in alternating rounds (`msgs_per_s`: one figure per round)."""
+    from bench import corpus, scoring
+    from models.artifact import load_artifact
+
+    texts = [m.text for m in corpus.build(args.n, args.seed)]
+    artifacts = [load_artifact(path) for _label, path in models]
+    for row in rows:
+        row["msgs_per_s"] = []
+    for round_ in range(args.repeats):
+        for (label, _path), artifact, row in zip(models, artifacts, rows, strict=True):
+            got = scoring.bench_variant(artifact, "cpu", "int8", texts, args.batch)
+            row["msgs_per_s"].append(round(got["msgs_per_s"], 1))
+            row["sub_batch"] = got["sub_batch"]
+            print(f"speed round {round_ + 1}: {label} {got['msgs_per_s']:.1f} msgs/s", flush=True)
+
+
+def measure_real(models: list[tuple[str, Path]], rows: list[dict[str, Any]], data_dir: Path) -> None:
+    """Accuracy and macro-F1 per head on the real tweet sets, int8 through ONNX Runtime."""
+    from bench.accuracy import evaluate
+    from models.artifact import load_artifact
+    from training.data import load_dataset
+
+    for (label, path), row in zip(models, rows, strict=True):
+        topics = load_artifact(path).topic_labels
+        row["real_int8"] = {}
+        for head, spec in REAL_SETS.items():
+            data = load_dataset(str(data_dir / spec), topics=topics)
+            rep = evaluate(path, data, "int8")[head]
+            row["real_int8"][head] = {
+                "data": spec.split("#")[0],
+                "rows": rep["n"],
+                "accuracy": round(rep["accuracy"], 4),
+                "macro_f1": round(rep["macro"]["f1"], 4),
+            }
+            print(f"real {head}: {label} accuracy {rep['accuracy']:.4f}", flush=True)
+
+
+def speed(row: dict[str, Any]) -> float:
+    """The figure a model is placed at: its best round (the least disturbed by neighbours)."""
+    return max(row["msgs_per_s"])
+
+
+def plot(results: dict[str, Any], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(results["models"], key=speed)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharex=True)
+    panels = (
+        ("real tweets, never trained on (int8)", lambda r, h: r["real_int8"][h]["accuracy"]),
+        ("in-corpus validation (PyTorch)", lambda r, h: r["in_corpus_pytorch"][f"{h}_accuracy"]),
+    )
+    for ax, (title, value) in zip(axes, panels, strict=True):
+        for head, marker in (("topic", "o"), ("sentiment", "s")):
+            xs = [speed(r) for r in rows]
+            ys = [value(r, head) for r in rows]
+            ax.plot(xs, ys, marker=marker, label=f"{head} head")
+            for r, x, y in zip(rows, xs, ys, strict=True):
+                ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(f"int8 scoring, msgs/s (best of {results['repeats']} rounds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle(f"finsent accuracy vs speed: {results['machine']}", fontsize=9)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.from_json:
+        plot(json.loads(args.from_json.read_text(encoding="utf-8")), args.png)
+        print(f"wrote {args.png}")
+        return 0
+    from bench.accuracy import SOURCES, machine
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    models = parse_models(args.model)
+    missing = [n for n in SOURCES if not (args.data_dir / n).is_file()]
+    if missing:
+        raise SystemExit(f"bench.frontier: no real data at {args.data_dir} (missing {', '.join(missing)})")
+    rows = [describe(label, path) for label, path in models]
+    started = time.time()
+    results: dict[str, Any] = {
+        "command": "python -m bench.frontier " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "loadavg_start": os.getloadavg(),
+        "n": args.n,
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "models": rows,
+    }
+    measure_speed(models, rows, args)
+    measure_real(models, rows, args.data_dir)
+    results["loadavg_end"] = os.getloadavg()
+    results["seconds"] = round(time.time() - started, 1)
+    args.results.mkdir(parents=True, exist_ok=True)
+    out = args.results / f"frontier-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    plot(results, args.png)
+    print(f"wrote {out} and {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
