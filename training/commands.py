@@ -39,6 +39,27 @@ def _add_column_args(p: argparse.ArgumentParser, label_map: bool = True) -> None
     )
 
 
+def _add_loop_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
+    """The training loop's flags, shared by `train` and `distill` (training.train.train_epochs)."""
+    p.add_argument("--epochs", type=int, default=d["epochs"], help="maximum epochs (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default: %(default)s")
+    p.add_argument(
+        "--lr", type=float, default=d["lr"], help="encoder peak learning rate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--head-lr", type=float, default=d["head_lr"], help="heads' learning rate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=d["patience"],
+        help="early-stopping patience in epochs (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=d["seed"], help="default: %(default)s")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (per-epoch lines remain)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     d = _train_defaults()
     p = sub.add_parser(
@@ -64,14 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "a file with one topic per line, or a comma-separated list (default: %(default)s)",
     )
     _add_column_args(p)
-    p.add_argument("--epochs", type=int, default=d["epochs"], help="maximum epochs (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default: %(default)s")
-    p.add_argument(
-        "--lr", type=float, default=d["lr"], help="encoder peak learning rate (default: %(default)s)"
-    )
-    p.add_argument(
-        "--head-lr", type=float, default=d["head_lr"], help="heads' learning rate (default: %(default)s)"
-    )
+    _add_loop_args(p, d)
     p.add_argument(
         "--max-length", type=int, default=d["max_length"], help="tokens per text (default: %(default)s)"
     )
@@ -81,14 +95,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=d["valid_fraction"],
         help="split share without --valid (default: %(default)s)",
     )
-    p.add_argument(
-        "--patience",
-        type=int,
-        default=d["patience"],
-        help="early-stopping patience in epochs (default: %(default)s)",
-    )
-    p.add_argument("--seed", type=int, default=d["seed"], help="default: %(default)s")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument(
         "--class-weights",
         action=argparse.BooleanOptionalAction,
@@ -110,7 +116,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint-dir", help="also save the PyTorch weights under DIR/<version> (for `finsent export`)"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (per-epoch lines remain)")
     p.set_defaults(handler=run_train)
 
     p = sub.add_parser(
@@ -131,7 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "distill",
         help="train a smaller student from a fine-tuned teacher's checkpoint, export and validate it",
         description="teacher checkpoint -> student with some of its layers -> distil (teacher's soft "
-        "targets + hard labels) -> export (fp32, fp16, int8) -> validate -> artifacts/<version>.",
+        "targets + hard labels) -> export (fp32, fp16, int8) -> validate -> artifacts/students/<version>.",
     )
     p.add_argument(
         "--teacher",
@@ -161,14 +166,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: %(default)s)",
     )
     _add_column_args(p)
-    p.add_argument("--epochs", type=int, default=d["epochs"], help="maximum epochs (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default: %(default)s")
-    p.add_argument(
-        "--lr", type=float, default=d["lr"], help="encoder peak learning rate (default: %(default)s)"
-    )
-    p.add_argument(
-        "--head-lr", type=float, default=d["head_lr"], help="heads' learning rate (default: %(default)s)"
-    )
+    _add_loop_args(p, d)
     p.add_argument(
         "--temperature",
         type=float,
@@ -181,10 +179,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0.5,
         help="weight of the teacher's soft targets; 1-alpha on the hard labels (default: %(default)s)",
     )
-    p.add_argument("--seed", type=int, default=d["seed"], help="default: %(default)s")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--checkpoint-dir", help="also save the student's PyTorch weights under DIR/<version>")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (per-epoch lines remain)")
     p.set_defaults(handler=run_distill)
 
     p = sub.add_parser(
@@ -267,6 +262,7 @@ def run_distill(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         head_lr=args.head_lr,
+        patience=args.patience,
         seed=args.seed,
         threads=args.threads,
         checkpoint_dir=args.checkpoint_dir,

@@ -31,7 +31,7 @@ from training.config import TrainConfig, TrainResult
 from training.data import Dataset, load_dataset
 from training.inference import head_reports, predict_probs, tokenize
 from training.metrics import summarize
-from training.train import publish_result, seed_everything, train_epochs
+from training.train import evaluated, publish_result, seed_everything, train_epochs
 
 SELECTIONS = ("first", "spread")
 
@@ -231,7 +231,8 @@ def distill(config: DistillConfig, say: Callable[[str], None] = print) -> Distil
         )
 
     history, best_epoch = train_epochs(student, cfg, train_ids, valid, valid_ids, pad_id, soft_and_hard, say)
-    reports = head_reports(valid, *predict_probs(student, valid_ids, pad_id, cfg.eval_batch_size))
+    result = evaluated(student, tokenizer, (train, valid), valid_ids, cfg, history, best_epoch, started)
+    reports = result.reports
     teacher_summary, student_summary = summarize(teacher_reports), summarize(reports)
     say(
         "validation accuracy, teacher -> student: "
@@ -249,16 +250,6 @@ def distill(config: DistillConfig, say: Callable[[str], None] = print) -> Distil
         "alpha": alpha,
         "teacher_metrics": teacher_summary,
     }
-    result = TrainResult(
-        model=student,
-        tokenizer=tokenizer,
-        train=train,
-        valid=valid,
-        reports=reports,
-        history=history,
-        best_epoch=best_epoch,
-        seconds=time.monotonic() - started,
-    )
     return Distilled(result, cfg, info)
 
 

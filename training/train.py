@@ -326,14 +326,29 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
         )
 
     history, best_epoch = train_epochs(model, config, train_ids, valid, valid_ids, pad_id, hard_labels, say)
+    return evaluated(model, tokenizer, (train, valid), valid_ids, config, history, best_epoch, started)
+
+
+def evaluated(
+    model: Any,
+    tokenizer: Any,
+    data: tuple[Dataset, Dataset],
+    valid_ids: list[list[int]],
+    config: TrainConfig,
+    history: list[EpochRecord],
+    best_epoch: int,
+    started: float,
+) -> TrainResult:
+    """The trained model with its validation reports (PyTorch): what `fit` and distillation return."""
+    train, valid = data
+    pad_id = int(tokenizer.pad_token_id)
     topic_p, sent_p = predict_probs(model, valid_ids, pad_id, config.eval_batch_size)
-    reports = head_reports(valid, topic_p, sent_p)
     return TrainResult(
         model=model,
         tokenizer=tokenizer,
         train=train,
         valid=valid,
-        reports=reports,
+        reports=head_reports(valid, topic_p, sent_p),
         history=history,
         best_epoch=best_epoch,
         seconds=time.monotonic() - started,
