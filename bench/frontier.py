@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -177,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [describe(label, path) for label, path in models]
     started = time.time()
     results: dict[str, Any] = {
-        "command": "python -m bench.frontier " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": shlex.join(
+            ["python", "-m", "bench.frontier", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "machine": machine(),
         "loadavg_start": os.getloadavg(),
         "n": args.n,
