@@ -41,3 +41,19 @@ def test_models_are_named_label_equals_artifact(tmp_path: Path) -> None:
         frontier.parse_models([f"teacher={tmp_path}"])
     with pytest.raises(SystemExit, match="at least one --model"):
         frontier.parse_models([])
+
+
+def test_the_frontier_keeps_only_points_nothing_beats_on_both_axes() -> None:
+    points = [(120.0, 0.59), (205.0, 0.575), (240.0, 0.56), (238.0, 0.555), (330.0, 0.54), (200.0, 0.57)]
+    assert frontier.pareto(points) == [(120.0, 0.59), (205.0, 0.575), (240.0, 0.56), (330.0, 0.54)]
+
+
+def test_speed_only_reruns_take_accuracy_from_the_same_artifacts(tmp_path: Path) -> None:
+    recorded = tmp_path / "run.json"
+    old = {**_row("student", [1.0], 0.55, 0.6), "version": "v2"}
+    recorded.write_text(json.dumps({"models": [old]}))
+    rows = [{"label": "student", "version": "v2"}]
+    frontier.reuse_real(rows, recorded)
+    assert rows[0]["real_int8"] == old["real_int8"]
+    with pytest.raises(SystemExit, match=r"has no run of student \(v3\)"):
+        frontier.reuse_real([{"label": "student", "version": "v3"}], recorded)
