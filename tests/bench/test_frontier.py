@@ -31,7 +31,7 @@ def test_picture_is_drawn_from_a_recorded_run(tmp_path: Path) -> None:
     png = tmp_path / "out" / "frontier.png"
     assert frontier.main(["--from-json", str(run), "--png", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    assert frontier.speed(recorded["models"][0]) == 104.0  # the least disturbed round places a model
+    assert frontier.speed(recorded["models"][0]) == 102.0  # the mean of its rounds places a model
 
 
 def test_models_are_named_label_equals_artifact(tmp_path: Path) -> None:
