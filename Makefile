@@ -99,7 +99,7 @@ bench-accuracy: setup ## train on real tweets (../shared/data), score a held-out
 	HF_HUB_OFFLINE=1 $(PY) -m bench.accuracy $(if $(ARGS),-- $(ARGS))
 
 # Same real tweet sets as bench-accuracy (outside the repository), never trained on by these models.
-bench-frontier: setup ## accuracy vs int8 speed, teacher and students alternating; docs/accuracy_speed.png  [MODELS="LABEL=ARTIFACT ..."]
+bench-frontier: setup ## accuracy vs int8 speed, the models timed batch by batch in turn; docs/accuracy_speed.png  [MODELS="LABEL=ARTIFACT ..."]
 	HF_HUB_OFFLINE=1 $(PY) -m bench.frontier $(foreach m,$(MODELS),--model $(m))
 
 clean: ## remove caches (keeps .venv and artifacts)
