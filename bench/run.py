@@ -270,7 +270,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         figure = f"{x:.1f}×"
         if results.get("ceiling"):
             bound = results["ceiling"]["ceiling_msgs_per_s"] / a["msgs_per_s"]
-            figure += f" (this machine's arithmetic ceiling: {bound:.1f}×)"
+            isa = report.isa_text(results["machine"].get("isa"))
+            figure += f" (this machine's arithmetic ceiling: {bound:.1f}×; {isa})"
         out.append({"target": "end to end ≥ 5× baseline A (best)", "figure": figure, "met": x >= 5})
     if e and s:
         x = e["msgs_per_s"] / s["msgs_per_s"]
