@@ -79,7 +79,7 @@ def write_json(results: dict[str, Any], out_dir: Path) -> Path:
 
 
 def isa_text(isa: Any) -> str:
-    """The features a run recorded, joined ("AVX2 + AVX-512 + VNNI"), or the features a run recorded; what to say when none were read."""
+    """The features a run recorded, joined ("AVX2 + AVX-512 + VNNI"), or a note that none were read."""
     return " + ".join(isa) if isa else "ISA flags unknown"
 
 
