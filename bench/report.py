@@ -175,6 +175,14 @@ def markdown(results: dict[str, Any]) -> str:
     if prof:
         parts = ", ".join(f"{k} {v:.1%}" for k, v in prof["shares"].items())
         lines.append(f"- Profile of `Scorer.score` (cProfile): {parts}.")
+    prof = results.get("profile_ops")
+    if prof:
+        ops = ", ".join(f"{k} {v:.1%}" for k, v in list(prof["op_shares"].items())[:8])
+        parts = ", ".join(f"{k} {v:.1%}" for k, v in prof["shares_of_score"].items())
+        lines.append(
+            f"- ORT kernel time by op type ({prof['variant']}, ORT's profiler): {ops}. "
+            f"`Scorer.score` under the same run: {parts}."
+        )
     if results.get("sweeps"):
         for title, sweep in results["sweeps"].items():
             pts = ", ".join(f"{p['size']}: {p['msgs_per_s']:,.0f}" for p in sweep)
