@@ -84,6 +84,20 @@ def load_checkpoint(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
     return model.eval(), tokenizer, meta
 
 
+def _training_texts(meta: dict[str, Any], columns: Columns, exclude: set[str]) -> tuple[str, ...]:
+    """The checkpoint's training texts, re-read from the data it names, less the validation rows:
+    static int8 calibrates on them."""
+    spec = (meta.get("training_config") or {}).get("data")
+    try:
+        data = load_dataset(spec, columns=columns, topics=tuple(meta["topic_labels"]))
+    except Exception as exc:  # any reader error: say which file and why static int8 needs it
+        raise ConfigError(
+            f"static int8 calibrates on the training texts, but the checkpoint's training data {spec!r} "
+            f"cannot be read ({exc}); export with --int8 dynamic, or restore the file"
+        ) from exc
+    return tuple(t for t in data.texts if t not in exclude)
+
+
 def export_checkpoint(
     directory: Path,
     out: Path,
@@ -109,6 +123,9 @@ def export_checkpoint(
             source=f"{directory}/checkpoint.json",
         )
     max_length = int(meta["max_length"])
+    calibration: tuple[str, ...] = ()
+    if options.int8 == "static":
+        calibration = _training_texts(meta, columns, exclude=set(data.texts))
     encoded = tokenize(tokenizer, data.texts, max_length)
     topic_p, sent_p = predict_probs(model, encoded, int(tokenizer.pad_token_id), 128)
     return package_artifact(
@@ -126,6 +143,7 @@ def export_checkpoint(
                 "history": meta.get("history", []),
                 "exported_from": str(directory),
             },
+            calibration_texts=calibration,
         ),
         out,
         options=options,

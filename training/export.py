@@ -22,10 +22,12 @@ from models.artifact import INPUT_NAMES, OUTPUT_NAMES, VARIANT_FILES
 from models.batching import pad
 from models.errors import ArtifactError, ConfigError, ExportValidationError
 from models.runtime import ModelSession
+from training.int8_static import CALIBRATION_METHODS
 
 log = logging.getLogger(__name__)
 
 HEADS = ("topic", "sentiment")
+INT8_MODES = ("dynamic", "static")
 RAW_FILE = "model.raw.onnx"  # the exporter's output before transformer fusions; not shipped
 
 
@@ -38,6 +40,11 @@ class ExportOptions:
     min_agreement: float = 0.99  # fp16/int8 vs fp32, share of identical argmax per head
     reference_rows: int = 16  # rows in the fixed batch for the fp32-vs-PyTorch check
     batch_size: int = 64
+    # int8: "dynamic" (activation scales per batch; the default: faster on the CPUs measured, see
+    # docs/BENCHMARKS.md) or "static" (QDQ, ranges calibrated on training texts)
+    int8: str = "dynamic"
+    calibration: str = "minmax"  # static only: minmax | entropy | percentiles
+    calibration_rows: int = 256  # static only: training texts the ranges are observed on
 
     def __post_init__(self) -> None:
         if self.opset < 17:
@@ -46,6 +53,12 @@ class ExportOptions:
         if unknown or "fp32" not in self.variants:
             raise ConfigError(
                 f"variants must include fp32 and come from {', '.join(VARIANT_FILES)}; got {', '.join(self.variants)}"
+            )
+        if self.int8 not in INT8_MODES:
+            raise ConfigError(f"int8 mode must be one of {', '.join(INT8_MODES)}, got {self.int8!r}")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise ConfigError(
+                f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.calibration!r}"
             )
 
 
@@ -101,11 +114,13 @@ def write_variants(
     encoded: Sequence[Sequence[int]] | None = None,
     pad_id: int = 0,
     report: dict[str, Any] | None = None,
+    calibration: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, Path]:
     """Write model.onnx (fp32, fused), model.fp16.onnx and model.int8.onnx into `directory`.
 
     With `encoded` validation rows, int8 keeps as many of the lowest encoder layers in fp32 as it
-    needs to agree with fp32 (see `fit_int8`); `report` receives that plan.
+    needs to agree with fp32 (see `fit_int8`); `report` receives that plan. `calibration` (training
+    texts, tokenized) is what static int8 observes its activation ranges on.
     """
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
@@ -128,7 +143,7 @@ def write_variants(
     if "int8" in options.variants:
         paths["int8"] = directory / VARIANT_FILES["int8"]
         with _quiet_tools():
-            plan = fit_int8(paths["fp32"], paths["int8"], encoded, pad_id, options)
+            plan = fit_int8(paths["fp32"], paths["int8"], encoded, pad_id, options, calibration)
         if report is not None:
             report["int8"] = plan
     return paths
@@ -167,11 +182,8 @@ def quantize_int8(fp32: Path, dst: Path, fp32_layers: int) -> int:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    graph = onnx.load(str(fp32))
-    exclude = [
-        n.name for n in graph.graph.node if (layer := _layer_of(n.name)) is not None and layer < fp32_layers
-    ]
-    exclude += [f"{n.name}_MatMul" for n in graph.graph.node if n.op_type == "Gemm"]
+    exclude = _lowest_layers(onnx.load(str(fp32)), fp32_layers)
+    exclude += [f"{n.name}_MatMul" for n in onnx.load(str(fp32)).graph.node if n.op_type == "Gemm"]
     quantize_dynamic(
         str(fp32),
         str(dst),
@@ -187,11 +199,37 @@ def quantize_int8(fp32: Path, dst: Path, fp32_layers: int) -> int:
     return len(exclude)
 
 
+def _lowest_layers(graph: Any, fp32_layers: int) -> list[str]:
+    """Names of the nodes of the lowest `fp32_layers` encoder layers."""
+    return [
+        n.name for n in graph.graph.node if (layer := _layer_of(n.name)) is not None and layer < fp32_layers
+    ]
+
+
+def quantize_int8_static(fp32: Path, dst: Path, fp32_layers: int, ranges: dict[str, Any]) -> int:
+    """Static QDQ int8 (`training.int8_static`) of the encoder's MatMuls outside the lowest
+    `fp32_layers` layers; returns how many layer nodes stayed fp32. The heads are Gemm nodes, which
+    the static mode does not quantise."""
+    import onnx
+
+    from training.int8_static import quantize_static_int8
+
+    exclude = _lowest_layers(onnx.load(str(fp32)), fp32_layers)
+    quantize_static_int8(fp32, dst, exclude, ranges)
+    return len(exclude)
+
+
 def fit_int8(
-    fp32: Path, dst: Path, encoded: Sequence[Sequence[int]] | None, pad_id: int, options: ExportOptions
+    fp32: Path,
+    dst: Path,
+    encoded: Sequence[Sequence[int]] | None,
+    pad_id: int,
+    options: ExportOptions,
+    calibration: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """Full int8 first; while it disagrees with fp32 on the validation rows, keep one more of the
-    lowest encoder layers in fp32.
+    lowest encoder layers in fp32. `options.int8` picks the quantiser (dynamic or static; static
+    calibrates once, on `calibration`, and reuses the ranges for every plan it tries).
 
     Dynamic quantisation gives each activation tensor one scale per batch, and an error made in a
     low layer passes through every later one: on an under-trained MiniLM (many near-tied topics)
@@ -202,15 +240,30 @@ def fit_int8(
 
     layers = {layer for n in onnx.load(str(fp32)).graph.node if (layer := _layer_of(n.name)) is not None}
     n_layers = max(layers) + 1 if layers else 0
+    how: dict[str, Any] = {"mode": options.int8}
+    if options.int8 == "static":
+        from training.int8_static import calibration_ranges, isa_target
+
+        rows = list(calibration or [])[: options.calibration_rows]
+        ranges = calibration_ranges(fp32, rows, options.calibration, workdir=dst.parent, pad_id=pad_id)
+        how.update(calibration=options.calibration, calibration_rows=len(rows), isa=isa_target())
+
+        def quantize(keep: int) -> int:
+            return quantize_int8_static(fp32, dst, keep, ranges)
+    else:
+
+        def quantize(keep: int) -> int:
+            return quantize_int8(fp32, dst, keep)
+
     if not encoded:
-        return {"fp32_layers": 0, "fp32_nodes": quantize_int8(fp32, dst, 0)}
+        return {**how, "fp32_layers": 0, "fp32_nodes": quantize(0)}
     base = run_onnx(fp32, encoded, pad_id, options.batch_size)
     plan: dict[str, Any] = {}
     for keep in range(n_layers + 1):  # all layers fp32 = the fp32 graph: always passes
-        nodes = quantize_int8(fp32, dst, keep)
+        nodes = quantize(keep)
         got = run_onnx(dst, encoded, pad_id, options.batch_size)
         rates = {head: agreement(b, g) for head, b, g in zip(HEADS, base, got, strict=True)}
-        plan = {"fp32_layers": keep, "of_layers": n_layers, "fp32_nodes": nodes, "agreement": rates}
+        plan = {**how, "fp32_layers": keep, "of_layers": n_layers, "fp32_nodes": nodes, "agreement": rates}
         log.info("int8 with the lowest %d layer(s) in fp32: agreement %s", keep, rates)
         if min(rates.values()) >= options.min_agreement:
             break

@@ -125,6 +125,59 @@ def test_export_options_are_checked() -> None:
         ExportOptions(opset=13)
     with pytest.raises(ConfigError, match="fp32"):
         ExportOptions(variants=("int8",))
+    with pytest.raises(ConfigError, match="int8 mode"):
+        ExportOptions(int8="fast")
+    with pytest.raises(ConfigError, match="calibration method"):
+        ExportOptions(int8="static", calibration="mean")
+
+
+def test_static_int8_is_calibrated_qdq_and_passes_the_gate(exported: Exported, tmp_path: Path) -> None:
+    from training.export import fit_int8
+
+    calibration = exported.encoded[::2]  # stands in for training texts: any tokenized rows
+    options = ExportOptions(int8="static", calibration="minmax")
+    plan = fit_int8(exported.paths["fp32"], tmp_path / "s.onnx", exported.encoded, 0, options, calibration)
+    assert plan["mode"] == "static" and plan["calibration"] == "minmax"
+    assert plan["calibration_rows"] == len(calibration) and plan["isa"] in (
+        "avx2",
+        "avx512",
+        "avx512_vnni",
+        "arm64",
+    )
+    assert min(plan["agreement"].values()) >= options.min_agreement
+    graph = onnx.load(str(tmp_path / "s.onnx")).graph
+    ops = [n.op_type for n in graph.node]
+    if plan["fp32_layers"] < plan["of_layers"]:
+        # activations quantised with fixed calibrated scales (QuantizeLinear), not per batch
+        assert "QuantizeLinear" in ops and "DynamicQuantizeLinear" not in ops
+        quantised = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
+        # each MatMul output stays float for the residual add: no QuantizeLinear on a MatMul output
+        assert not any(name.endswith("MatMul_output_0") for name in quantised)
+    assert ops.count("Gemm") == 2  # the heads stay fp32
+
+
+def test_static_int8_needs_calibration_rows(exported: Exported, tmp_path: Path) -> None:
+    from training.export import fit_int8
+
+    with pytest.raises(ConfigError, match="calibration texts"):
+        fit_int8(
+            exported.paths["fp32"], tmp_path / "s.onnx", exported.encoded, 0, ExportOptions(int8="static"), []
+        )
+
+
+def test_model_card_says_how_int8_was_made() -> None:
+    from training.package import calibration_sample, int8_card_lines
+
+    static = {"mode": "static", "calibration": "entropy", "calibration_rows": 256, "isa": "avx512_vnni",
+              "fp32_layers": 1, "of_layers": 6, "agreement": {"topic": 0.995, "sentiment": 1.0}}  # fmt: skip
+    text = "\n".join(int8_card_lines({"export_validation": {"int8_plan": static}}))
+    assert "static (QDQ)" in text and "(entropy) on 256 training texts for avx512_vnni" in text
+    assert "1 of 6 encoder layers kept fp32" in text and "topic 99.50%, sentiment 100.00%" in text
+    dynamic = {"mode": "dynamic", "fp32_layers": 2, "of_layers": 6}
+    assert "dynamic quantisation" in "\n".join(int8_card_lines({"export_validation": {"int8_plan": dynamic}}))
+    assert int8_card_lines({}) == []
+    assert calibration_sample([str(i) for i in range(10)], 3) == ["0", "3", "6"]
+    assert calibration_sample(["a"], 5) == ["a"]
 
 
 @pytest.mark.gpu
