@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from models.artifact import OUTPUT_NAMES, Artifact, load_artifact
-from models.batching import RUN_OVERHEAD_TOKENS, run_sub_batches
+from models.batching import (
+    RUN_OVERHEAD_TOKENS,
+    SUB_BATCH_CANDIDATES,
+    choose_sub_batch,
+    pad,
+    run_sub_batches,
+)
 from models.errors import ArtifactError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -123,8 +130,9 @@ class ModelSession:
             raise ConfigError(f"provider must be one of {', '.join(_ORT_PROVIDER)}, got {provider!r}")
         self.provider = provider
         self.pad_id = int(pad_id)
-        # CPU: small sub-batches keep the padded matrix in cache; GPU: large ones fill the device.
+        # GPU: large sub-batches fill the device. CPU: measured below once the session exists.
         self.sub_batch = int(sub_batch or (256 if self.provider == "cuda" else 32))
+        self.sub_batch_measured: dict[int, float] = {}
         opts = session_options(ort, self.provider, threads)
         if log_severity is not None:
             opts.log_severity_level = log_severity
@@ -142,6 +150,14 @@ class ModelSession:
         self._outputs = list(OUTPUT_NAMES)
         # On the GPU, IO binding lets ORT place the outputs itself instead of allocating per run.
         self._io_binding = self.provider == "cuda"
+        if sub_batch is None and self.provider == "cpu":
+            self.sub_batch_measured = measure_sub_batch(self._run, self.pad_id)
+            self.sub_batch = choose_sub_batch(self.sub_batch_measured)
+            log.info(
+                "sub-batch %d, measured at start-up (ms per row: %s)",
+                self.sub_batch,
+                ", ".join(f"{k}: {v * 1e3:.2f}" for k, v in self.sub_batch_measured.items()),
+            )
 
     def encoded_probabilities(self, encoded: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Topic and sentiment probabilities for token ids (at least one row), in input order."""
@@ -165,6 +181,40 @@ class ModelSession:
         self.session.run_with_iobinding(binding)
         t, s = binding.copy_outputs_to_cpu()
         return t, s
+
+
+def measure_sub_batch(
+    run: Any,
+    pad_id: int,
+    candidates: Sequence[int] = SUB_BATCH_CANDIDATES,
+    tokens: int = 24,
+    budget_s: float = 1.5,
+) -> dict[int, float]:
+    """Seconds per row of `run` at each candidate sub-batch size, on a synthetic batch of rows of
+    `tokens` tokens (a typical headline); the best of up to three runs per size after one warm-up.
+
+    The best size depends on the serving machine (cores, caches, int8 kernels), not on the one
+    that exported the model, so it is measured where the model runs, at start-up. Sizes are tried
+    smallest first and the measurement stops when `budget_s` is spent (a slow machine or a large
+    model measures fewer sizes, never blocks start-up for long).
+    """
+    measured: dict[int, float] = {}
+    deadline = time.perf_counter() + budget_s
+    for size in sorted(candidates):
+        if measured and time.perf_counter() > deadline:
+            break
+        ids, mask = pad([[pad_id] * tokens] * size, pad_id)
+        mask[:] = 1  # every token real: the work of `size` headlines, whatever the ids
+        run(ids, mask)  # warm-up: ORT picks kernels and allocates for the new shape
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            run(ids, mask)
+            best = min(best, time.perf_counter() - start)
+            if time.perf_counter() > deadline:
+                break
+        measured[size] = best / size
+    return measured
 
 
 class Scorer(ModelSession):
