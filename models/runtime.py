@@ -191,30 +191,34 @@ def measure_sub_batch(
     budget_s: float = 1.5,
 ) -> dict[int, float]:
     """Seconds per row of `run` at each candidate sub-batch size, on a synthetic batch of rows of
-    `tokens` tokens (a typical headline); the best of up to three runs per size after one warm-up.
+    `tokens` tokens (a typical headline): one warm-up per size, then rounds over all sizes, the
+    best time per size kept.
 
     The best size depends on the serving machine (cores, caches, int8 kernels), not on the one
-    that exported the model, so it is measured where the model runs, at start-up. Sizes are tried
-    smallest first and the measurement stops when `budget_s` is spent (a slow machine or a large
-    model measures fewer sizes, never blocks start-up for long).
+    that exported the model, so it is measured where the model runs, at start-up. Rounds visit
+    every size in turn, so a burst of other work on a shared machine slows one round of all sizes,
+    not one size; they stop when `budget_s` is spent (at most three), and on a machine too slow to
+    warm every size up within it, the sizes not reached are left out.
     """
-    measured: dict[int, float] = {}
+    sizes = sorted(candidates)
     deadline = time.perf_counter() + budget_s
-    for size in sorted(candidates):
-        if measured and time.perf_counter() > deadline:
+    batches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for size in sizes:
+        if batches and time.perf_counter() > deadline:
             break
         ids, mask = pad([[pad_id] * tokens] * size, pad_id)
         mask[:] = 1  # every token real: the work of `size` headlines, whatever the ids
         run(ids, mask)  # warm-up: ORT picks kernels and allocates for the new shape
-        best = float("inf")
-        for _ in range(3):
+        batches[size] = (ids, mask)
+    best = {size: float("inf") for size in batches}
+    for rnd in range(3):
+        if rnd and time.perf_counter() > deadline:
+            break
+        for size, (ids, mask) in batches.items():
             start = time.perf_counter()
             run(ids, mask)
-            best = min(best, time.perf_counter() - start)
-            if time.perf_counter() > deadline:
-                break
-        measured[size] = best / size
-    return measured
+            best[size] = min(best[size], time.perf_counter() - start)
+    return {size: t / size for size, t in best.items()}
 
 
 class Scorer(ModelSession):

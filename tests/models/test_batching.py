@@ -103,9 +103,12 @@ def test_measure_sub_batch_times_each_size_on_real_token_rows() -> None:
 
     got = measure_sub_batch(run, pad_id=0, candidates=(16, 8), tokens=12)
     assert list(got) == [8, 16] and all(v > 0 for v in got.values())
-    assert seen[0] == (8, 12) and (16, 12) in seen  # warm-up + timed runs per size, smallest first
-    # a spent budget stops after the first size: start-up is never held up for long
+    # warm-up per size, smallest first, then up to three rounds visiting every size in turn
+    assert seen[:2] == [(8, 12), (16, 12)] and seen[2:4] == [(8, 12), (16, 12)] and len(seen) <= 8
+    # a spent budget: the first size warmed up and timed once, no more; start-up is never held up
+    seen.clear()
     assert list(measure_sub_batch(run, 0, candidates=(8, 16, 32), budget_s=0.0)) == [8]
+    assert seen == [(8, 24), (8, 24)]
 
 
 def test_scorer_measures_its_sub_batch_unless_given(tiny_artifact: Path) -> None:
