@@ -224,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     prof = profile_ops(scorer, texts, args.batch)
     print(f"{args.variant}, N = {args.n}, batch {args.batch}, sub-batch {scorer.sub_batch}:")
     print(op_table(prof, top=12))
+    kernel_ms = 1e3 * sum(prof["op_seconds"].values()) / args.n
+    print(
+        f"ORT kernel time {kernel_ms:.2f} ms per message, score wall {1e3 * prof['wall_seconds'] / args.n:.2f} ms"
+    )
     print(", ".join(f"{k} {v:.1%}" for k, v in prof["shares_of_score"].items()))
     return 0
 
