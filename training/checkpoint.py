@@ -86,14 +86,14 @@ def load_checkpoint(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
 
 def _training_texts(meta: dict[str, Any], columns: Columns, exclude: set[str]) -> tuple[str, ...]:
     """The checkpoint's training texts, re-read from the data it names, less the validation rows:
-    static int8 calibrates on them."""
+    int8 measures its smoothing and static ranges on them."""
     spec = (meta.get("training_config") or {}).get("data")
     try:
         data = load_dataset(spec, columns=columns, topics=tuple(meta["topic_labels"]))
     except Exception as exc:  # any reader error: say which file and why static int8 needs it
         raise ConfigError(
-            f"static int8 calibrates on the training texts, but the checkpoint's training data {spec!r} "
-            f"cannot be read ({exc}); export with --int8 dynamic, or restore the file"
+            f"int8 smoothing and static ranges are measured on the training texts, but the checkpoint's "
+            f"training data {spec!r} cannot be read ({exc})"
         ) from exc
     return tuple(t for t in data.texts if t not in exclude)
 
@@ -124,8 +124,13 @@ def export_checkpoint(
         )
     max_length = int(meta["max_length"])
     calibration: tuple[str, ...] = ()
-    if options.int8 == "static":
-        calibration = _training_texts(meta, columns, exclude=set(data.texts))
+    if "int8" in options.variants:
+        try:
+            calibration = _training_texts(meta, columns, exclude=set(data.texts))
+        except ConfigError as exc:
+            if options.int8 == "static":
+                raise
+            say(f"int8 without smoothing: {exc}")
     encoded = tokenize(tokenizer, data.texts, max_length)
     topic_p, sent_p = predict_probs(model, encoded, int(tokenizer.pad_token_id), 128)
     return package_artifact(

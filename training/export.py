@@ -44,7 +44,9 @@ class ExportOptions:
     # docs/BENCHMARKS.md) or "static" (QDQ, ranges calibrated on training texts)
     int8: str = "dynamic"
     calibration: str = "minmax"  # static only: minmax | entropy | percentiles
-    calibration_rows: int = 256  # static only: training texts the ranges are observed on
+    calibration_rows: int = 256  # training texts the activation statistics are observed on
+    # smoothing strengths fit_int8 tries at each plan (training/smoothing.py); None: no smoothing
+    smooth_alphas: tuple[float | None, ...] = (None, 0.5, 0.8)
 
     def __post_init__(self) -> None:
         if self.opset < 17:
@@ -228,45 +230,76 @@ def fit_int8(
     calibration: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """Full int8 first; while it disagrees with fp32 on the validation rows, keep one more of the
-    lowest encoder layers in fp32. `options.int8` picks the quantiser (dynamic or static; static
-    calibrates once, on `calibration`, and reuses the ranges for every plan it tries).
+    lowest encoder layers in fp32. At each step every smoothing strength of
+    `options.smooth_alphas` is tried (`training.smoothing`; None = none) and the one agreeing best
+    is kept. `options.int8` picks the quantiser (dynamic or static); `calibration` (training
+    texts) is what smoothing and static ranges are measured on, each once per strength.
 
     Dynamic quantisation gives each activation tensor one scale per batch, and an error made in a
     low layer passes through every later one: on an under-trained MiniLM (many near-tied topics)
     full int8 flipped 7% of topic predictions and the lowest four layers had to stay fp32; the
-    upper layers cost almost nothing in agreement.
+    upper layers cost almost nothing in agreement. Smoothing (alpha 0.8) let the December default
+    model pass with none (docs/BENCHMARKS.md).
     """
     import onnx
 
+    from training.smoothing import activation_maxima, smooth_graph
+
     layers = {layer for n in onnx.load(str(fp32)).graph.node if (layer := _layer_of(n.name)) is not None}
     n_layers = max(layers) + 1 if layers else 0
-    how: dict[str, Any] = {"mode": options.int8}
+    rows = list(calibration or [])[: options.calibration_rows]
+    how: dict[str, Any] = {"mode": options.int8, "calibration_rows": len(rows)}
     if options.int8 == "static":
         from training.int8_static import calibration_ranges, isa_target
 
-        rows = list(calibration or [])[: options.calibration_rows]
-        ranges = calibration_ranges(fp32, rows, options.calibration, workdir=dst.parent, pad_id=pad_id)
-        how.update(calibration=options.calibration, calibration_rows=len(rows), isa=isa_target())
+        how.update(calibration=options.calibration, isa=isa_target())
+    alphas: list[float | None] = [None]
+    if rows:  # smoothing needs activation statistics, from the calibration texts
+        alphas += [a for a in options.smooth_alphas if a is not None]
+    maxima = activation_maxima(fp32, rows, _layer_of) if len(alphas) > 1 else {}
+    scratch: list[Path] = []
+    sources: dict[float | None, Path] = {None: fp32}
+    ranges: dict[float | None, dict[str, Any]] = {}
 
-        def quantize(keep: int) -> int:
-            return quantize_int8_static(fp32, dst, keep, ranges)
-    else:
+    def quantize(keep: int, alpha: float | None, out: Path) -> int:
+        if alpha not in sources:
+            sources[alpha] = dst.with_name(f"smoothed-{alpha}.onnx")
+            scratch.append(sources[alpha])
+            smooth_graph(fp32, sources[alpha], maxima, alpha, _layer_of)
+        if options.int8 != "static":
+            return quantize_int8(sources[alpha], out, keep)
+        if alpha not in ranges:
+            ranges[alpha] = calibration_ranges(
+                sources[alpha], rows, options.calibration, workdir=dst.parent, pad_id=pad_id
+            )
+        return quantize_int8_static(sources[alpha], out, keep, ranges[alpha])
 
-        def quantize(keep: int) -> int:
-            return quantize_int8(fp32, dst, keep)
-
-    if not encoded:
-        return {**how, "fp32_layers": 0, "fp32_nodes": quantize(0)}
-    base = run_onnx(fp32, encoded, pad_id, options.batch_size)
-    plan: dict[str, Any] = {}
-    for keep in range(n_layers + 1):  # all layers fp32 = the fp32 graph: always passes
-        nodes = quantize(keep)
-        got = run_onnx(dst, encoded, pad_id, options.batch_size)
-        rates = {head: agreement(b, g) for head, b, g in zip(HEADS, base, got, strict=True)}
-        plan = {**how, "fp32_layers": keep, "of_layers": n_layers, "fp32_nodes": nodes, "agreement": rates}
-        log.info("int8 with the lowest %d layer(s) in fp32: agreement %s", keep, rates)
-        if min(rates.values()) >= options.min_agreement:
-            break
+    try:
+        if not encoded:
+            return {**how, "smooth_alpha": None, "fp32_layers": 0, "fp32_nodes": quantize(0, None, dst)}
+        base = run_onnx(fp32, encoded, pad_id, options.batch_size)
+        plan: dict[str, Any] = {}
+        for keep in range(n_layers + 1):  # all layers fp32 = the fp32 graph: always passes
+            best: tuple[float, Path, dict[str, Any]] | None = None
+            for i, alpha in enumerate(alphas):
+                out = dst.with_name(f"int8-try-{i}.onnx")
+                scratch.append(out)
+                nodes = quantize(keep, alpha, out)
+                got = run_onnx(out, encoded, pad_id, options.batch_size)
+                rates = {head: agreement(b, g) for head, b, g in zip(HEADS, base, got, strict=True)}
+                log.info("int8, lowest %d layer(s) fp32, smoothing %s: agreement %s", keep, alpha, rates)
+                tried = {**how, "smooth_alpha": alpha, "fp32_layers": keep, "of_layers": n_layers,
+                         "fp32_nodes": nodes, "agreement": rates}  # fmt: skip
+                if best is None or min(rates.values()) > best[0]:
+                    best = (min(rates.values()), out, tried)
+            assert best is not None
+            best[1].replace(dst)
+            plan = best[2]
+            if best[0] >= options.min_agreement:
+                break
+    finally:
+        for path in scratch:
+            path.unlink(missing_ok=True)
     if n_layers and plan.get("fp32_layers") == n_layers:
         log.warning(
             "int8 agrees with fp32 only with every encoder layer in fp32: model.int8.onnx is the fp32 "

@@ -34,7 +34,7 @@ class PackageInput:
     training_config: dict[str, Any]
     max_length: int
     extra: dict[str, Any] = field(default_factory=dict)
-    # training texts for static int8's calibration (never the validation rows the gate checks on)
+    # training texts int8 measures smoothing and static ranges on (never the validation rows the gate checks)
     calibration_texts: Sequence[str] = ()
 
 
@@ -85,6 +85,11 @@ def int8_card_lines(manifest: dict[str, Any]) -> list[str]:
         )
     else:
         how = "dynamic quantisation (activation scales computed per batch)"
+    if plan.get("smooth_alpha") is not None:
+        how += (
+            f", after smoothing (alpha {plan['smooth_alpha']}: activation outliers moved into the weights, "
+            f"measured on {plan.get('calibration_rows')} training texts)"
+        )
     lines = [
         "## int8 variant",
         "",
@@ -155,7 +160,7 @@ def package_artifact(
         encoded = tokenize(inp.tokenizer, inp.valid.texts, inp.max_length)
         plan: dict[str, Any] = {}
         calibration = None
-        if options.int8 == "static" and "int8" in options.variants:
+        if "int8" in options.variants:
             texts = calibration_sample(inp.calibration_texts, options.calibration_rows)
             calibration = tokenize(inp.tokenizer, texts, inp.max_length)
         paths = write_variants(

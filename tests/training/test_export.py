@@ -171,6 +171,15 @@ def test_model_card_says_how_int8_was_made() -> None:
     static = {"mode": "static", "calibration": "entropy", "calibration_rows": 256, "isa": "avx512_vnni",
               "fp32_layers": 1, "of_layers": 6, "agreement": {"topic": 0.995, "sentiment": 1.0}}  # fmt: skip
     text = "\n".join(int8_card_lines({"export_validation": {"int8_plan": static}}))
+    smoothed = {
+        "mode": "dynamic",
+        "smooth_alpha": 0.8,
+        "calibration_rows": 256,
+        "fp32_layers": 0,
+        "of_layers": 6,
+    }
+    card = "\n".join(int8_card_lines({"export_validation": {"int8_plan": smoothed}}))
+    assert "after smoothing (alpha 0.8" in card and "0 of 6 encoder layers kept fp32" in card
     assert "static (QDQ)" in text and "(entropy) on 256 training texts for avx512_vnni" in text
     assert "1 of 6 encoder layers kept fp32" in text and "topic 99.50%, sentiment 100.00%" in text
     dynamic = {"mode": "dynamic", "fp32_layers": 2, "of_layers": 6}
@@ -200,3 +209,42 @@ def test_fp16_on_cuda_agrees_with_fp32_on_cpu(tiny_artifact: Path) -> None:
     assert float((ref_t.argmax(1) == got_t.argmax(1)).mean()) >= 0.99
     assert float((ref_s.argmax(1) == got_s.argmax(1)).mean()) >= 0.99
     assert float(np.abs(ref_t - got_t).max()) < 1e-2
+
+
+def test_smoothing_scales_move_activation_outliers_into_the_weights() -> None:
+    from training.smoothing import SCALE_RANGE, smoothing_scales
+
+    act = np.array([16.0, 1.0, 1.0, 0.0])
+    w = np.array([1.0, 1.0, 4.0, 1.0])
+    s = smoothing_scales(act, w, alpha=0.5)
+    # s_j = sqrt(act_j / w_j): the outlier channel is divided by 4, the weight row multiplied by 4
+    np.testing.assert_allclose(s[:3], [4.0, 1.0, 0.5], rtol=1e-6)
+    assert s[3] == np.float32(SCALE_RANGE[0])  # a channel that never fires: clipped, never 0
+    np.testing.assert_allclose(smoothing_scales(act, w, alpha=1.0)[:3], [16.0, 1.0, 1.0], rtol=1e-6)
+    # after smoothing, activation and weight maxima per channel meet at alpha 0.5
+    np.testing.assert_allclose((act / s)[:3], (w * s)[:3], rtol=1e-6)
+
+
+def test_smoothed_graph_is_the_same_function_and_int8_records_its_alpha(
+    exported: Exported, tmp_path: Path
+) -> None:
+    from training.export import _layer_of, fit_int8
+    from training.smoothing import activation_maxima, smooth_graph
+
+    fp32 = exported.paths["fp32"]
+    rows = exported.encoded[::2]
+    maxima = activation_maxima(fp32, rows, _layer_of)
+    n = smooth_graph(fp32, tmp_path / "smooth.onnx", maxima, 0.8, _layer_of)
+    assert n == 2 * 4  # two layers x (fused attention + attention output + two feed-forward projections)
+    before = run_onnx(fp32, exported.encoded, pad_id=0)
+    after = run_onnx(tmp_path / "smooth.onnx", exported.encoded, pad_id=0)
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)  # exact in real arithmetic; float rounding only
+    dst = tmp_path / "int8" / "model.int8.onnx"
+    dst.parent.mkdir()
+    plan = fit_int8(fp32, dst, exported.encoded, 0, ExportOptions(), calibration=rows)
+    assert plan["smooth_alpha"] in (None, 0.5, 0.8) and plan["calibration_rows"] == len(rows)
+    assert min(plan["agreement"].values()) >= 0.99
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["model.int8.onnx"]  # no scratch left behind
+    # without calibration texts there is nothing to measure smoothing on: plain int8
+    assert fit_int8(fp32, dst, exported.encoded, 0, ExportOptions(), calibration=None)["smooth_alpha"] is None
