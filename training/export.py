@@ -122,7 +122,7 @@ def write_variants(
 
     With `encoded` validation rows, int8 keeps as many of the lowest encoder layers in fp32 as it
     needs to agree with fp32 (see `fit_int8`); `report` receives that plan. `calibration` (training
-    texts, tokenized) is what static int8 observes its activation ranges on.
+    texts, tokenized) is what int8's smoothing and static ranges are measured on.
     """
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
@@ -184,8 +184,9 @@ def quantize_int8(fp32: Path, dst: Path, fp32_layers: int) -> int:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    exclude = _lowest_layers(onnx.load(str(fp32)), fp32_layers)
-    exclude += [f"{n.name}_MatMul" for n in onnx.load(str(fp32)).graph.node if n.op_type == "Gemm"]
+    graph = onnx.load(str(fp32))
+    exclude = _lowest_layers(graph, fp32_layers)
+    exclude += [f"{n.name}_MatMul" for n in graph.graph.node if n.op_type == "Gemm"]
     quantize_dynamic(
         str(fp32),
         str(dst),
