@@ -92,23 +92,24 @@ def test_choose_sub_batch_takes_the_fastest_or_a_smaller_size_within_tolerance()
         choose_sub_batch({})
 
 
-def test_measure_sub_batch_times_each_size_on_real_token_rows() -> None:
-    from models.runtime import measure_sub_batch
+def test_measure_sub_batch_times_each_size_on_a_news_like_batch() -> None:
+    from models.runtime import measure_sub_batch, synthetic_lengths
 
-    seen: list[tuple[int, ...]] = []
+    lengths = synthetic_lengths(100)
+    assert min(lengths) == 10 and max(lengths) == 64 and 15 <= sorted(lengths)[50] <= 30  # p50 ~ 20
+    calls: list[tuple[int, ...]] = []
 
-    def run(ids: np.ndarray, mask: np.ndarray) -> None:
-        seen.append(ids.shape)
-        assert mask.all() and ids.dtype == mask.dtype == np.int64
+    def run(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray]:
+        calls.append(ids.shape)
+        return (np.zeros((len(ids), 1), dtype=np.float32),)
 
-    got = measure_sub_batch(run, pad_id=0, candidates=(16, 8), tokens=12)
+    got = measure_sub_batch(run, pad_id=0, candidates=(16, 8), rows=40)
     assert list(got) == [8, 16] and all(v > 0 for v in got.values())
-    # warm-up per size, smallest first, then up to three rounds visiting every size in turn
-    assert seen[:2] == [(8, 12), (16, 12)] and seen[2:4] == [(8, 12), (16, 12)] and len(seen) <= 8
-    # a spent budget: the first size warmed up and timed once, no more; start-up is never held up
-    seen.clear()
-    assert list(measure_sub_batch(run, 0, candidates=(8, 16, 32), budget_s=0.0)) == [8]
-    assert seen == [(8, 24), (8, 24)]
+    assert max(shape[0] for shape in calls) <= 16 and sum(shape[0] for shape in calls) % 40 == 0
+    # a spent budget: the smallest size warmed up and timed once, no more; start-up is never held up
+    calls.clear()
+    assert list(measure_sub_batch(run, 0, candidates=(8, 16, 32), rows=40, budget_s=0.0)) == [8]
+    assert sum(shape[0] for shape in calls) == 2 * 40 and max(shape[0] for shape in calls) <= 8
 
 
 def test_scorer_measures_its_sub_batch_unless_given(tiny_artifact: Path) -> None:
