@@ -12,7 +12,8 @@ channels, with
 (alpha = how much of the difficulty moves to the weights, which are quantised per channel and so
 tolerate it). The division is an explicit `Mul` by 1/s in front of each projection: a layer norm's
 output also feeds the residual path, so it cannot be folded into the layer norm's own weights. The
-`Mul`s cost < 3% of the run (measured: 3.39 vs 3.32 ms CPU per message on the bench texts).
+`Mul`s take about 5% of ORT's kernel time (its profiler, bench texts); the smoothed int8 graph ran
+at 3.39 ms CPU per message against 3.32 unsmoothed (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
