@@ -89,8 +89,10 @@ def _training_texts(meta: dict[str, Any], columns: Columns, exclude: set[str]) -
     int8 measures its smoothing and static ranges on them."""
     spec = (meta.get("training_config") or {}).get("data")
     try:
+        if not spec:
+            raise ValueError("the checkpoint names no training data")
         data = load_dataset(spec, columns=columns, topics=tuple(meta["topic_labels"]))
-    except Exception as exc:  # any reader error: say which file and why static int8 needs it
+    except Exception as exc:  # any reader error: say which file and why int8 needs it
         raise ConfigError(
             f"int8 smoothing and static ranges are measured on the training texts, but the checkpoint's "
             f"training data {spec!r} cannot be read ({exc})"

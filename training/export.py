@@ -263,7 +263,7 @@ def fit_int8(
     ranges: dict[float | None, dict[str, Any]] = {}
 
     def quantize(keep: int, alpha: float | None, out: Path) -> int:
-        if alpha not in sources:
+        if alpha is not None and alpha not in sources:  # None: the fp32 graph itself
             sources[alpha] = dst.with_name(f"smoothed-{alpha}.onnx")
             scratch.append(sources[alpha])
             smooth_graph(fp32, sources[alpha], maxima, alpha, _layer_of)
