@@ -222,6 +222,20 @@ def quantize_int8_static(fp32: Path, dst: Path, fp32_layers: int, ranges: dict[s
     return len(exclude)
 
 
+def plan_bar(min_agreement: float, rows: int, cap: float = 0.005) -> float:
+    """The agreement a layer plan must reach on `rows` validation rows to be chosen: the gate plus
+    one standard error of a rate of `min_agreement` measured on that many rows (at most `cap`).
+
+    A plan chosen at exactly the gate passes it on these rows and fails on others about half the
+    time: on the December default model, smoothed full int8 agreed 99.26% on the 673 validation
+    rows and 98.90% (topic) on the benchmark's 4,000 texts; with the margin (0.38 points here)
+    the plan keeps one more layer fp32 and stayed above 99% there. The export gate itself
+    (`validate_variants`) is unchanged.
+    """
+    p = min_agreement
+    return p + min(cap, (p * (1.0 - p) / max(rows, 1)) ** 0.5)
+
+
 def fit_int8(
     fp32: Path,
     dst: Path,
@@ -279,6 +293,7 @@ def fit_int8(
         if not encoded:
             return {**how, "smooth_alpha": None, "fp32_layers": 0, "fp32_nodes": quantize(0, None, dst)}
         base = run_onnx(fp32, encoded, pad_id, options.batch_size)
+        bar = plan_bar(options.min_agreement, len(encoded))
         plan: dict[str, Any] = {}
         for keep in range(n_layers + 1):  # all layers fp32 = the fp32 graph: always passes
             best: tuple[float, Path, dict[str, Any]] | None = None
@@ -295,8 +310,8 @@ def fit_int8(
                     best = (min(rates.values()), out, tried)
             assert best is not None
             best[1].replace(dst)
-            plan = best[2]
-            if best[0] >= options.min_agreement:
+            plan = {**best[2], "accepted_at": round(bar, 4)}
+            if best[0] >= bar:
                 break
     finally:
         for path in scratch:
