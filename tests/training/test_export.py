@@ -248,3 +248,12 @@ def test_smoothed_graph_is_the_same_function_and_int8_records_its_alpha(
     assert sorted(p.name for p in dst.parent.iterdir()) == ["model.int8.onnx"]  # no scratch left behind
     # without calibration texts there is nothing to measure smoothing on: plain int8
     assert fit_int8(fp32, dst, exported.encoded, 0, ExportOptions(), calibration=None)["smooth_alpha"] is None
+
+
+def test_a_layer_plan_must_clear_the_gate_by_one_standard_error() -> None:
+    from training.export import plan_bar
+
+    assert plan_bar(0.99, 673) == pytest.approx(0.99 + (0.99 * 0.01 / 673) ** 0.5)  # 0.38 points
+    assert round(plan_bar(0.99, 673), 4) == 0.9938
+    assert plan_bar(0.99, 10) == pytest.approx(0.995)  # capped: a handful of rows asks no more than this
+    assert plan_bar(0.99, 10**9) == pytest.approx(0.99, abs=1e-5)
