@@ -253,8 +253,8 @@ def fit_int8(
     Dynamic quantisation gives each activation tensor one scale per batch, and an error made in a
     low layer passes through every later one: on an under-trained MiniLM (many near-tied topics)
     full int8 flipped 7% of topic predictions and the lowest four layers had to stay fp32; the
-    upper layers cost almost nothing in agreement. Smoothing (alpha 0.8) let the December default
-    model pass with none (docs/BENCHMARKS.md).
+    upper layers cost almost nothing in agreement. With smoothing (alpha 0.8) the December default
+    model keeps one (docs/BENCHMARKS.md). A plan is accepted at `plan_bar`, a little above the gate.
     """
     import onnx
 
