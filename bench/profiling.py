@@ -1,7 +1,12 @@
-"""Where the time goes: the scoring function under cProfile, the daemon under py-spy.
+"""Where the time goes: the scoring function under cProfile, the ORT graph per operator type
+(ONNX Runtime's own profiler), the daemon under py-spy.
 
 Scoring: cProfile over `Scorer.score` on the corpus, read back per function of interest
 (tokenizer, padding, the ORT run, the rest of `score`).
+
+Operators: the Scorer's session rebuilt with `enable_profiling`; the trace's per-node kernel times
+summed by op type (MatMulInteger, DynamicQuantizeLinear, Attention, ...), beside the tokenizer's and
+the rest of `score`'s wall time measured around the same calls.
 
 Daemon: `py-spy record --format raw` samples every thread of the real `finsent consume` process
 (native ORT and tokenizer time show up under the Python frame that called them). Each sampled
@@ -12,6 +17,7 @@ stack inside the ORT run called from the score stage counts as "session run", no
 from __future__ import annotations
 
 import cProfile
+import json
 import pstats
 import time
 from collections.abc import Sequence
@@ -108,3 +114,123 @@ def read_pyspy(path: Path) -> dict[str, Any]:
         "excluded_samples": outside,
         "shares": {k: v / busy for k, v in sorted(counts.items(), key=lambda kv: -kv[1])} if busy else {},
     }
+
+
+def op_seconds(events: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Kernel seconds per op type from an ORT profile trace (Chrome trace events).
+
+    ORT writes three events per node run (`<node>_fence_before`, `<node>_kernel_time`,
+    `<node>_fence_after`); only the kernel time is the op's work. Session-level events (model
+    load, `SequentialExecutor::Execute`) have another category and are left out.
+    """
+    out: dict[str, float] = {}
+    for ev in events:
+        if ev.get("cat") != "Node" or not str(ev.get("name", "")).endswith("_kernel_time"):
+            continue
+        op = ev.get("args", {}).get("op_name", "?")
+        out[op] = out.get(op, 0.0) + float(ev.get("dur", 0)) / 1e6
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def profile_ops(scorer: Any, texts: Sequence[str], batch: int) -> dict[str, Any]:
+    """Time per op type inside ORT, and the tokenizer's and the rest's share of `Scorer.score`'s
+    work, over the corpus in daemon-sized batches.
+
+    The op shares are of ORT's summed kernel time (the profiler's own cost is outside it); the
+    parts of `score` are of its wall time, profiler included, so read them as approximate.
+    """
+    import tempfile
+
+    import onnxruntime as ort
+
+    from models.runtime import session_options
+
+    # The scorer's own session options and file, with the profiler on: same graph, same threads.
+    opts = session_options(ort, "cpu", scorer.session.get_session_options().intra_op_num_threads)
+    opts.enable_profiling = True
+    opts.log_severity_level = 3
+    opts.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="finsent-ortprof-")) / "ort")
+    path = str(scorer.artifact.variant_path(scorer.variant))
+    scorer.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    scorer.score(list(texts[:batch]))  # warm-up runs count in the trace too; small next to N
+    spent = {"tokenize": 0.0, "run": 0.0}
+
+    def timed(part: str, fn: Any) -> Any:
+        def wrapper(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                spent[part] += time.perf_counter() - t0
+
+        return wrapper
+
+    # Instance attributes shadow the methods `score` calls, so one pass times all three parts.
+    scorer.encode = timed("tokenize", scorer.encode)
+    scorer.encoded_probabilities = timed("run", scorer.encoded_probabilities)
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        scorer.score(texts[i : i + batch])
+    wall = time.perf_counter() - start
+    del scorer.encode, scorer.encoded_probabilities
+    trace = Path(scorer.session.end_profiling())
+    ops = op_seconds(json.loads(trace.read_text()))
+    trace.unlink(missing_ok=True)
+    trace.parent.rmdir()
+    kernel = sum(ops.values()) or 1.0
+    tok, run = spent["tokenize"], spent["run"]
+    return {
+        "n": len(texts),
+        "variant": scorer.variant,
+        "wall_seconds": wall,
+        "op_seconds": ops,
+        "op_shares": {k: v / kernel for k, v in ops.items()},
+        "shares_of_score": {
+            "tokenize": tok / wall,
+            "sub-batches: sort, pad, ORT run": run / wall,
+            "Prediction objects": max(wall - tok - run, 0.0) / wall,
+        },
+    }
+
+
+def op_table(prof: dict[str, Any], top: int = 8) -> str:
+    """Markdown table of an op profile: the `top` op types by kernel time, the rest summed."""
+    shares = list(prof["op_shares"].items())
+    rows = shares[:top]
+    if len(shares) > top:
+        rows.append((f"{len(shares) - top} other op types", sum(v for _, v in shares[top:])))
+    lines = ["| op type | share of ORT kernel time |", "| --- | ---: |"]
+    lines += [f"| {op} | {v:.1%} |" for op, v in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.profiling`: the op-type profile of one variant on the bench corpus."""
+    import argparse
+
+    from bench import corpus
+    from models.artifact import load_artifact
+    from models.runtime import Scorer
+
+    p = argparse.ArgumentParser(prog="python -m bench.profiling", description=main.__doc__)
+    p.add_argument("--model", type=Path, default=Path("artifacts/latest"))
+    p.add_argument("--variant", default="int8")
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--threads", type=int)
+    args = p.parse_args(argv)
+    texts = [m.text for m in corpus.build(args.n, corpus.DEFAULT_SEED)]
+    scorer = Scorer(load_artifact(args.model), provider="cpu", variant=args.variant, threads=args.threads)
+    prof = profile_ops(scorer, texts, args.batch)
+    print(f"{args.variant}, N = {args.n}, batch {args.batch}, sub-batch {scorer.sub_batch}:")
+    print(op_table(prof, top=12))
+    kernel_ms = 1e3 * sum(prof["op_seconds"].values()) / args.n
+    print(
+        f"ORT kernel time {kernel_ms:.2f} ms per message, score wall {1e3 * prof['wall_seconds'] / args.n:.2f} ms"
+    )
+    print(", ".join(f"{k} {v:.1%}" for k, v in prof["shares_of_score"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from models.cpu import cpu_flags, isa_features
+
 BEGIN = "<!-- bench:results:begin (written by `make bench`; edit bench/report.py, not this block) -->"
 END = "<!-- bench:results:end -->"
 PACKAGES = ("onnxruntime-gpu", "onnxruntime", "tokenizers", "kafka-python", "numpy", "torch", "transformers")
@@ -45,6 +47,8 @@ def machine(gpu: str | None) -> dict[str, Any]:
         commit = ""
     return {
         "cpu": cpu_model(),
+        # which int8/fp32 kernels the figures below could use: VNNI makes int8 GEMM several times faster
+        "isa": list(isa_features(cpu_flags())),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "gpu": gpu,
         "python": platform.python_version(),
@@ -74,6 +78,11 @@ def write_json(results: dict[str, Any], out_dir: Path) -> Path:
     return path
 
 
+def isa_text(isa: Any) -> str:
+    """The features a run recorded, joined ("AVX2 + AVX-512 + VNNI"), or a note that none were read."""
+    return " + ".join(isa) if isa else "ISA flags unknown"
+
+
 def _f(x: Any, digits: int = 0) -> str:
     if x is None:
         return "–"
@@ -99,7 +108,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Run of {results['finished_at']} UTC{' (QUICK)' if results.get('quick') else ''}: "
         f"`{results['command']}` (commit {m['git_commit'] or '?'}).",
         "",
-        f"- Machine: {m['cpu']}, {m['cores']} cores{', GPU ' + m['gpu'] if m.get('gpu') else ', no GPU'}; "
+        f"- Machine: {m['cpu']} ({isa_text(m.get('isa'))}), {m['cores']} cores{', GPU ' + m['gpu'] if m.get('gpu') else ', no GPU'}; "
         f"{m['os']}, Python {m['python']}; load average at start {m['loadavg_start'][0]:.2f}, "
         f"at end {results['loadavg_end'][0]:.2f} (shared machine).",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
@@ -155,7 +164,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"per token, {ceil['macs_per_message_mean'] / 1e6:.0f} M per message of this corpus; ONNX Runtime's "
             f"GEMM on the model's shapes ({ceil['gemm_rows']} rows) runs at {ceil['gemm_gflops_fp32']:.0f} GFLOP/s "
             f"fp32 and {ceil['gemm_gops_int8']:.0f} GOP/s int8 (int8/fp32 = {ceil['int8_over_fp32']:.2f}). "
-            f"No runtime using these kernels can score more than **{bound:,.0f} msgs/s** here{vs_a}{reach}."
+            f"No runtime using these kernels can score more than **{bound:,.0f} msgs/s** here{vs_a}{reach} "
+            f"(CPU ISA: {isa_text(m.get('isa'))})."
         )
     prof = results.get("profile_daemon")
     if prof and prof.get("shares"):
@@ -165,6 +175,14 @@ def markdown(results: dict[str, Any]) -> str:
     if prof:
         parts = ", ".join(f"{k} {v:.1%}" for k, v in prof["shares"].items())
         lines.append(f"- Profile of `Scorer.score` (cProfile): {parts}.")
+    prof = results.get("profile_ops")
+    if prof:
+        ops = ", ".join(f"{k} {v:.1%}" for k, v in list(prof["op_shares"].items())[:8])
+        parts = ", ".join(f"{k} {v:.1%}" for k, v in prof["shares_of_score"].items())
+        lines.append(
+            f"- ORT kernel time by op type ({prof['variant']}, ORT's profiler): {ops}. "
+            f"`Scorer.score` under the same run: {parts}."
+        )
     if results.get("sweeps"):
         for title, sweep in results["sweeps"].items():
             pts = ", ".join(f"{p['size']}: {p['msgs_per_s']:,.0f}" for p in sweep)

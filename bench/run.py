@@ -6,7 +6,7 @@
     e2e          broker + `finsent replay` + `finsent consume`: throughput, peak RSS, torch check
     latency      end-to-end latency percentiles at a fixed offered load below saturation
     ceiling      the model's multiply-adds over ORT's GEMM rate: the fastest any runtime could go here
-    profile      cProfile of scoring, py-spy of the daemon (not in --quick)
+    profile      cProfile of scoring, ORT's profiler by op type, py-spy of the daemon (not in --quick)
 
 Writes bench/results/bench-<time>.json (+ latest.json) and the results block of docs/BENCHMARKS.md.
 """
@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("profile: scoring under cProfile")
         scorer = Scorer(artifact, provider=provider, variant=deployed, threads=args.threads)
         results["profile_scoring"] = profiling.profile_scoring(scorer, texts, batch)
+        log.info("profile: ORT operators by type (ORT's profiler)")
+        results["profile_ops"] = profiling.profile_ops(scorer, texts, batch)
         log.info("profile: daemon under py-spy")
         out = work / "daemon.pyspy.txt"
         row = e2e.throughput(
@@ -270,7 +272,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         figure = f"{x:.1f}×"
         if results.get("ceiling"):
             bound = results["ceiling"]["ceiling_msgs_per_s"] / a["msgs_per_s"]
-            figure += f" (this machine's arithmetic ceiling: {bound:.1f}×)"
+            isa = report.isa_text(results["machine"].get("isa"))
+            figure += f" (this machine's arithmetic ceiling: {bound:.1f}×; {isa})"
         out.append({"target": "end to end ≥ 5× baseline A (best)", "figure": figure, "met": x >= 5})
     if e and s:
         x = e["msgs_per_s"] / s["msgs_per_s"]

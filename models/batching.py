@@ -112,3 +112,20 @@ def run_sub_batches(
         for whole, part in zip(results, outs, strict=True):
             whole[idx] = part
     return tuple(results)
+
+
+# Sub-batch sizes tried at CPU start-up (`models.runtime.measure_sub_batch`), smallest first.
+SUB_BATCH_CANDIDATES = (8, 16, 32, 64)
+
+
+def choose_sub_batch(seconds_per_row: dict[int, float], tolerance: float = 0.05) -> int:
+    """The sub-batch size to run with, from measured seconds per row at each candidate size.
+
+    The fastest size wins, except that a smaller size within `tolerance` of the fastest is taken
+    instead: a shared machine's timing noise is a few percent, and a smaller run pads less on the
+    daemon's mixed-length batches and holds a quiet minute's few texts for less time.
+    """
+    if not seconds_per_row:
+        raise ValueError("choose_sub_batch needs at least one measured size")
+    best = min(seconds_per_row.values())
+    return min(size for size, t in seconds_per_row.items() if t <= best * (1.0 + tolerance))

@@ -72,7 +72,10 @@ class Daemon:
 
         s = self.settings
         self.scorer = cast(
-            ScorerLike, load_scorer(s.model, provider=s.provider, variant=s.variant, threads=s.threads)
+            ScorerLike,
+            load_scorer(
+                s.model, provider=s.provider, variant=s.variant, threads=s.threads, sub_batch=s.sub_batch
+            ),
         )
         self.shadow_scorer = model_lifecycle.load_shadow(s)
 

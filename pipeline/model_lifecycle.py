@@ -25,7 +25,9 @@ def load_shadow(settings: Settings) -> Any:
     from models.runtime import load_scorer
 
     # One intra-op thread: the shadow may take one core from the serving model, not all of them.
-    return load_scorer(path, provider=settings.provider, variant=settings.variant, threads=1)
+    return load_scorer(
+        path, provider=settings.provider, variant=settings.variant, threads=1, sub_batch=settings.sub_batch
+    )
 
 
 def extra_topics(settings: Settings, shadow_scorer: Any) -> list[str]:
@@ -78,7 +80,9 @@ class ModelLifecycle:
         def make_scorer(path: Any) -> Any:
             from models.runtime import load_scorer
 
-            return load_scorer(path, provider=s.provider, variant=s.variant, threads=s.threads)
+            return load_scorer(
+                path, provider=s.provider, variant=s.variant, threads=s.threads, sub_batch=s.sub_batch
+            )
 
         def on_outcome(outcome: str, new: Any) -> None:
             self.metrics.model_swaps.labels(outcome=outcome).inc()

@@ -67,6 +67,9 @@ class Settings:
     provider: str = "auto"
     variant: str | None = None
     threads: int | None = None
+    # Texts per ONNX Runtime run; None: measured at start-up on the CPU (models/runtime.py
+    # measure_sub_batch), 256 on a GPU.
+    sub_batch: int | None = None
     # Model swaps while running (README "Swapping the model"): how often `model` is re-checked
     # (0: only on SIGHUP), and whether a model with other topic labels may replace the running one.
     model_check_interval_s: float = 10.0
@@ -155,6 +158,8 @@ class Settings:
             raise ConfigError(f"retry_backoff_max_s must be > 0, got {self.retry_backoff_max_s}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if self.sub_batch is not None and self.sub_batch < 1:
+            raise ConfigError(f"sub_batch must be >= 1, got {self.sub_batch}")
         for name in (
             "group_id",
             "input_topic",

@@ -104,6 +104,22 @@ def load_checkpoint(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
     return model.eval(), tokenizer, meta
 
 
+def _training_texts(meta: dict[str, Any], columns: Columns, exclude: set[str]) -> tuple[str, ...]:
+    """The checkpoint's training texts, re-read from the data it names, less the validation rows:
+    int8 measures its smoothing and static ranges on them."""
+    spec = (meta.get("training_config") or {}).get("data")
+    try:
+        if not spec:
+            raise ValueError("the checkpoint names no training data")
+        data = load_dataset(spec, columns=columns, topics=tuple(meta["topic_labels"]))
+    except Exception as exc:  # any reader error: say which file and why int8 needs it
+        raise ConfigError(
+            f"int8 smoothing and static ranges are measured on the training texts, but the checkpoint's "
+            f"training data {spec!r} cannot be read ({exc})"
+        ) from exc
+    return tuple(t for t in data.texts if t not in exclude)
+
+
 def export_checkpoint(
     directory: Path,
     out: Path,
@@ -122,6 +138,14 @@ def export_checkpoint(
     else:
         data = checkpoint_validation(directory, meta)
     max_length = int(meta["max_length"])
+    calibration: tuple[str, ...] = ()
+    if "int8" in options.variants:
+        try:
+            calibration = _training_texts(meta, columns, exclude=set(data.texts))
+        except ConfigError as exc:
+            if options.int8 == "static":
+                raise
+            say(f"int8 without smoothing: {exc}")
     encoded = tokenize(tokenizer, data.texts, max_length)
     topic_p, sent_p = predict_probs(model, encoded, int(tokenizer.pad_token_id), 128)
     return package_artifact(
@@ -139,6 +163,7 @@ def export_checkpoint(
                 "history": meta.get("history", []),
                 "exported_from": str(directory),
             },
+            calibration_texts=calibration,
         ),
         out,
         options=options,

@@ -116,6 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint-dir", help="also save the PyTorch weights under DIR/<version> (for `finsent export`)"
     )
+    _add_int8_args(p)
     p.set_defaults(handler=run_train)
 
     p = sub.add_parser(
@@ -130,6 +131,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_column_args(p, label_map=False)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: %(default)s)")
     p.add_argument("--no-optimize", action="store_true", help="skip ONNX Runtime's transformer fusions")
+    _add_int8_args(p)
     p.set_defaults(handler=run_export)
 
     p = sub.add_parser(
@@ -199,6 +201,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_evaluate)
 
 
+def _add_int8_args(p: argparse.ArgumentParser) -> None:
+    from training.export import INT8_MODES, ExportOptions
+    from training.int8_static import CALIBRATION_METHODS
+
+    d = ExportOptions()
+    p.add_argument(
+        "--int8",
+        choices=INT8_MODES,
+        default=d.int8,
+        help="int8 quantisation: dynamic (activation scales per batch) or static (QDQ, ranges calibrated "
+        "on training texts); default %(default)s, the faster one where measured (docs/BENCHMARKS.md)",
+    )
+    p.add_argument(
+        "--calibration",
+        choices=CALIBRATION_METHODS,
+        default=d.calibration,
+        help="static int8: how activation ranges are chosen from the calibration texts (default: %(default)s)",
+    )
+
+
 def _columns(args: argparse.Namespace) -> Any:
     from training.data import Columns
 
@@ -240,6 +262,8 @@ def run_train(args: argparse.Namespace) -> int:
         lora_alpha=2 * args.lora_r,
         checkpoint_dir=args.checkpoint_dir,
         progress=not args.no_progress,
+        int8=args.int8,
+        calibration=args.calibration,
     )
     train_and_export(config)
     return 0
@@ -284,7 +308,9 @@ def run_export(args: argparse.Namespace) -> int:
     from training.checkpoint import export_checkpoint
     from training.export import ExportOptions
 
-    options = ExportOptions(opset=args.opset, optimize=not args.no_optimize)
+    options = ExportOptions(
+        opset=args.opset, optimize=not args.no_optimize, int8=args.int8, calibration=args.calibration
+    )
     export_checkpoint(
         Path(args.checkpoint), Path(args.out), valid=args.valid, columns=_columns(args), options=options
     )

@@ -71,6 +71,8 @@ class TrainConfig:
     lora_dropout: float = 0.05
     progress: bool = True
     checkpoint_dir: str | None = None  # also save the PyTorch weights here (for `finsent export`)
+    int8: str = "dynamic"  # export: "dynamic" | "static" (training.export.ExportOptions)
+    calibration: str = "minmax"  # export, static int8: minmax | entropy | percentiles
 
     def resolved_base_model(self) -> str:
         return self.base_model or default_base_model()

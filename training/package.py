@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ class PackageInput:
     training_config: dict[str, Any]
     max_length: int
     extra: dict[str, Any] = field(default_factory=dict)
+    # training texts int8 measures smoothing and static ranges on (never the validation rows the gate checks)
+    calibration_texts: Sequence[str] = ()
 
 
 def _free_version(root: Path, version: str) -> str:
@@ -43,6 +45,12 @@ def _free_version(root: Path, version: str) -> str:
         n += 1
         candidate = f"{version}-{n}"
     return candidate
+
+
+def calibration_sample(texts: Sequence[str], rows: int) -> list[str]:
+    """`rows` texts spread evenly over `texts` (a file is often grouped by source or label)."""
+    step = max(1, len(texts) // max(rows, 1))
+    return list(texts[::step][:rows])
 
 
 def write_reports(reports: dict[str, dict[str, Any]], directory: Path, extra: dict[str, Any]) -> None:
@@ -63,6 +71,40 @@ def label_distribution(reports: dict[str, dict[str, Any]]) -> dict[str, dict[str
         total = sum(cols) or 1
         out[head] = {label: n / total for label, n in zip(rep["labels"], cols, strict=True)}
     return out
+
+
+def int8_card_lines(manifest: dict[str, Any]) -> list[str]:
+    """How model.int8.onnx was made and how closely it follows fp32 (from the manifest)."""
+    plan = (manifest.get("export_validation") or {}).get("int8_plan")
+    if not plan:
+        return []
+    if plan.get("mode") == "static":
+        how = (
+            f"static (QDQ) quantisation, activation ranges calibrated ({plan.get('calibration')}) on "
+            f"{plan.get('calibration_rows')} training texts for {plan.get('isa')}"
+        )
+    else:
+        how = "dynamic quantisation (activation scales computed per batch)"
+    if plan.get("smooth_alpha") is not None:
+        how += (
+            f", after smoothing (alpha {plan['smooth_alpha']}: activation outliers moved into the weights, "
+            f"measured on {plan.get('calibration_rows')} training texts)"
+        )
+    lines = [
+        "## int8 variant",
+        "",
+        f"`model.int8.onnx`: {how}; weights int8 per channel, the two heads fp32; "
+        f"{plan.get('fp32_layers', 0)} of {plan.get('of_layers', '?')} encoder layers kept fp32 by the "
+        "agreement gate (the lowest ones).",
+    ]
+    agr = plan.get("agreement")
+    if agr:
+        lines.append(
+            "Agreement with fp32 on the validation rows: "
+            + ", ".join(f"{head} {rate:.2%}" for head, rate in agr.items())
+            + "."
+        )
+    return [*lines, ""]
 
 
 def model_card(manifest: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
@@ -89,7 +131,7 @@ def model_card(manifest: dict[str, Any], reports: dict[str, dict[str, Any]]) -> 
     lines += ["", "## Validation metrics (PyTorch, before export)", ""]
     for key in sorted(summary):
         lines.append(f"- {key}: {summary[key]:.4f}")
-    lines += ["", *model_card_section(manifest)]
+    lines += ["", *int8_card_lines(manifest), *model_card_section(manifest)]
     lines += [
         "## Intended use and limits",
         "",
@@ -121,7 +163,13 @@ def package_artifact(
         pad_id = int(inp.tokenizer.pad_token_id)
         encoded = tokenize(inp.tokenizer, inp.valid.texts, inp.max_length)
         plan: dict[str, Any] = {}
-        paths = write_variants(inp.model, staging, options, encoded=encoded, pad_id=pad_id, report=plan)
+        calibration = None
+        if "int8" in options.variants:
+            texts = calibration_sample(inp.calibration_texts, options.calibration_rows)
+            calibration = tokenize(inp.tokenizer, texts, inp.max_length)
+        paths = write_variants(
+            inp.model, staging, options, encoded=encoded, pad_id=pad_id, report=plan, calibration=calibration
+        )
         validation = validate_variants(inp.model, paths, encoded, pad_id, options)
         validation["int8_plan"] = plan.get("int8")
         diffs = validation["fp32_vs_torch_max_abs_diff"]

@@ -25,6 +25,7 @@ from models.errors import ConfigError, DataError
 from training.checkpoint import save_checkpoint
 from training.config import EpochRecord, TrainConfig, TrainResult
 from training.data import MISSING, Dataset, load_dataset, resolve_topics, stratified_split
+from training.export import ExportOptions
 from training.inference import bar_interval, head_reports, predict_probs, tokenize
 from training.metrics import summarize
 from training.package import PackageInput, package_artifact
@@ -394,8 +395,10 @@ def publish_result(
                 "history": [asdict(h) for h in result.history],
                 **(extra or {}),
             },
+            calibration_texts=result.train.texts,
         ),
         Path(config.out),
         version=version,
+        options=ExportOptions(int8=config.int8, calibration=config.calibration),
         say=say,
     )

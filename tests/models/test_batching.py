@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.batching import fixed_sub_batches, pad, plan_sub_batches, run_sub_batches
+from models.batching import choose_sub_batch, fixed_sub_batches, pad, plan_sub_batches, run_sub_batches
 
 
 def test_pad_right_pads_to_the_longest_and_masks_real_tokens() -> None:
@@ -78,3 +78,48 @@ def test_export_validation_runs_what_the_daemon_runs(tiny_artifact: Path) -> Non
         validated = run_onnx(art.variant_path(variant), encoded, scorer.pad_id, scorer.sub_batch)
         for d, v in zip(daemon, validated, strict=True):
             np.testing.assert_array_equal(d, v)
+
+
+def test_choose_sub_batch_takes_the_fastest_or_a_smaller_size_within_tolerance() -> None:
+    # seconds per row measured at each size
+    assert choose_sub_batch({8: 4.2e-3, 16: 4.6e-3, 32: 5.3e-3, 64: 6.6e-3}) == 8
+    assert choose_sub_batch({8: 6.0e-3, 16: 4.0e-3, 32: 3.0e-3, 64: 3.1e-3}) == 32
+    # 16 is within 5% of the fastest (64): the smaller one is taken
+    assert choose_sub_batch({8: 6.0e-3, 16: 3.1e-3, 32: 3.05e-3, 64: 3.0e-3}) == 16
+    assert choose_sub_batch({8: 6.0e-3, 16: 3.1e-3, 64: 3.0e-3}, tolerance=0.0) == 64
+    assert choose_sub_batch({32: 1.0}) == 32
+    with pytest.raises(ValueError):
+        choose_sub_batch({})
+
+
+def test_measure_sub_batch_times_each_size_on_a_news_like_batch() -> None:
+    from models.runtime import measure_sub_batch, synthetic_lengths
+
+    lengths = synthetic_lengths(100)
+    assert min(lengths) == 10 and max(lengths) == 64 and 15 <= sorted(lengths)[50] <= 30  # p50 ~ 20
+    calls: list[tuple[int, ...]] = []
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray]:
+        calls.append(ids.shape)
+        return (np.zeros((len(ids), 1), dtype=np.float32),)
+
+    got = measure_sub_batch(run, pad_id=0, candidates=(16, 8), rows=40)
+    assert list(got) == [8, 16] and all(v > 0 for v in got.values())
+    assert max(shape[0] for shape in calls) <= 16 and sum(shape[0] for shape in calls) % 40 == 0
+    # a spent budget: the smallest size warmed up and timed once, no more; start-up is never held up
+    calls.clear()
+    assert list(measure_sub_batch(run, 0, candidates=(8, 16, 32), rows=40, budget_s=0.0)) == [8]
+    assert sum(shape[0] for shape in calls) == 2 * 40 and max(shape[0] for shape in calls) <= 8
+
+
+def test_scorer_measures_its_sub_batch_unless_given(tiny_artifact: Path) -> None:
+    from models.artifact import load_artifact
+    from models.batching import SUB_BATCH_CANDIDATES
+    from models.runtime import Scorer
+
+    art = load_artifact(tiny_artifact)
+    measured = Scorer(art, provider="cpu", variant="int8", threads=1)
+    assert measured.sub_batch in SUB_BATCH_CANDIDATES and measured.sub_batch_measured
+    assert measured.sub_batch == choose_sub_batch(measured.sub_batch_measured)
+    fixed = Scorer(art, provider="cpu", variant="int8", threads=1, sub_batch=48)
+    assert fixed.sub_batch == 48 and not fixed.sub_batch_measured

@@ -236,3 +236,13 @@ def test_kafka_python_debug_logging_never_prints_passwords(tmp_path: Path) -> No
     logs = log.read_text()
     assert "sasl_plain_password" in logs and "***" in logs
     assert sasl not in logs and ssl not in logs, logs[-3000:]
+
+
+def test_sub_batch_is_measured_unless_set_and_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in [v for v in __import__("os").environ if v.startswith("FINSENT_")]:
+        monkeypatch.delenv(var)
+    assert settings_from_args(build_parser().parse_args(["consume"])).sub_batch is None  # measured
+    s = settings_from_args(build_parser().parse_args(["consume", "--sub-batch", "24"]))
+    assert s.sub_batch == 24
+    with pytest.raises(ConfigError, match="sub_batch must be >= 1"):
+        settings_from_args(build_parser().parse_args(["consume", "--sub-batch", "0"]))

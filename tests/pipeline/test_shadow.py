@@ -153,6 +153,11 @@ def test_the_daemon_shadows_a_candidate_without_touching_its_output(
                     for o in ("compared", "skipped")
                 )
             time.sleep(0.1)
+        # "compared" counts a batch before its disagreement samples are published and counted: scrape
+        # once more after the last batch's publish (the daemon idles 5 s before it exits).
+        time.sleep(1.0)
+        with contextlib.suppress(OSError):
+            text = scrape(port)
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
     finally:
         if proc.poll() is None:

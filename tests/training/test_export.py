@@ -125,6 +125,68 @@ def test_export_options_are_checked() -> None:
         ExportOptions(opset=13)
     with pytest.raises(ConfigError, match="fp32"):
         ExportOptions(variants=("int8",))
+    with pytest.raises(ConfigError, match="int8 mode"):
+        ExportOptions(int8="fast")
+    with pytest.raises(ConfigError, match="calibration method"):
+        ExportOptions(int8="static", calibration="mean")
+
+
+def test_static_int8_is_calibrated_qdq_and_passes_the_gate(exported: Exported, tmp_path: Path) -> None:
+    from training.export import fit_int8
+
+    calibration = exported.encoded[::2]  # stands in for training texts: any tokenized rows
+    options = ExportOptions(int8="static", calibration="minmax")
+    plan = fit_int8(exported.paths["fp32"], tmp_path / "s.onnx", exported.encoded, 0, options, calibration)
+    assert plan["mode"] == "static" and plan["calibration"] == "minmax"
+    assert plan["calibration_rows"] == len(calibration) and plan["isa"] in (
+        "avx2",
+        "avx512",
+        "avx512_vnni",
+        "arm64",
+    )
+    assert min(plan["agreement"].values()) >= options.min_agreement
+    graph = onnx.load(str(tmp_path / "s.onnx")).graph
+    ops = [n.op_type for n in graph.node]
+    if plan["fp32_layers"] < plan["of_layers"]:
+        # activations quantised with fixed calibrated scales (QuantizeLinear), not per batch
+        assert "QuantizeLinear" in ops and "DynamicQuantizeLinear" not in ops
+        quantised = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
+        # each MatMul output stays float for the residual add: no QuantizeLinear on a MatMul output
+        assert not any(name.endswith("MatMul_output_0") for name in quantised)
+    assert ops.count("Gemm") == 2  # the heads stay fp32
+
+
+def test_static_int8_needs_calibration_rows(exported: Exported, tmp_path: Path) -> None:
+    from training.export import fit_int8
+
+    with pytest.raises(ConfigError, match="calibration texts"):
+        fit_int8(
+            exported.paths["fp32"], tmp_path / "s.onnx", exported.encoded, 0, ExportOptions(int8="static"), []
+        )
+
+
+def test_model_card_says_how_int8_was_made() -> None:
+    from training.package import calibration_sample, int8_card_lines
+
+    static = {"mode": "static", "calibration": "entropy", "calibration_rows": 256, "isa": "avx512_vnni",
+              "fp32_layers": 1, "of_layers": 6, "agreement": {"topic": 0.995, "sentiment": 1.0}}  # fmt: skip
+    text = "\n".join(int8_card_lines({"export_validation": {"int8_plan": static}}))
+    smoothed = {
+        "mode": "dynamic",
+        "smooth_alpha": 0.8,
+        "calibration_rows": 256,
+        "fp32_layers": 0,
+        "of_layers": 6,
+    }
+    card = "\n".join(int8_card_lines({"export_validation": {"int8_plan": smoothed}}))
+    assert "after smoothing (alpha 0.8" in card and "0 of 6 encoder layers kept fp32" in card
+    assert "static (QDQ)" in text and "(entropy) on 256 training texts for avx512_vnni" in text
+    assert "1 of 6 encoder layers kept fp32" in text and "topic 99.50%, sentiment 100.00%" in text
+    dynamic = {"mode": "dynamic", "fp32_layers": 2, "of_layers": 6}
+    assert "dynamic quantisation" in "\n".join(int8_card_lines({"export_validation": {"int8_plan": dynamic}}))
+    assert int8_card_lines({}) == []
+    assert calibration_sample([str(i) for i in range(10)], 3) == ["0", "3", "6"]
+    assert calibration_sample(["a"], 5) == ["a"]
 
 
 @pytest.mark.gpu
@@ -147,3 +209,51 @@ def test_fp16_on_cuda_agrees_with_fp32_on_cpu(tiny_artifact: Path) -> None:
     assert float((ref_t.argmax(1) == got_t.argmax(1)).mean()) >= 0.99
     assert float((ref_s.argmax(1) == got_s.argmax(1)).mean()) >= 0.99
     assert float(np.abs(ref_t - got_t).max()) < 1e-2
+
+
+def test_smoothing_scales_move_activation_outliers_into_the_weights() -> None:
+    from training.smoothing import SCALE_RANGE, smoothing_scales
+
+    act = np.array([16.0, 1.0, 1.0, 0.0])
+    w = np.array([1.0, 1.0, 4.0, 1.0])
+    s = smoothing_scales(act, w, alpha=0.5)
+    # s_j = sqrt(act_j / w_j): the outlier channel is divided by 4, the weight row multiplied by 4
+    np.testing.assert_allclose(s[:3], [4.0, 1.0, 0.5], rtol=1e-6)
+    assert s[3] == np.float32(SCALE_RANGE[0])  # a channel that never fires: clipped, never 0
+    np.testing.assert_allclose(smoothing_scales(act, w, alpha=1.0)[:3], [16.0, 1.0, 1.0], rtol=1e-6)
+    # after smoothing, activation and weight maxima per channel meet at alpha 0.5
+    np.testing.assert_allclose((act / s)[:3], (w * s)[:3], rtol=1e-6)
+
+
+def test_smoothed_graph_is_the_same_function_and_int8_records_its_alpha(
+    exported: Exported, tmp_path: Path
+) -> None:
+    from training.export import _layer_of, fit_int8
+    from training.smoothing import activation_maxima, smooth_graph
+
+    fp32 = exported.paths["fp32"]
+    rows = exported.encoded[::2]
+    maxima = activation_maxima(fp32, rows, _layer_of)
+    n = smooth_graph(fp32, tmp_path / "smooth.onnx", maxima, 0.8, _layer_of)
+    assert n == 2 * 4  # two layers x (fused attention + attention output + two feed-forward projections)
+    before = run_onnx(fp32, exported.encoded, pad_id=0)
+    after = run_onnx(tmp_path / "smooth.onnx", exported.encoded, pad_id=0)
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)  # exact in real arithmetic; float rounding only
+    dst = tmp_path / "int8" / "model.int8.onnx"
+    dst.parent.mkdir()
+    plan = fit_int8(fp32, dst, exported.encoded, 0, ExportOptions(), calibration=rows)
+    assert plan["smooth_alpha"] in (None, 0.5, 0.8) and plan["calibration_rows"] == len(rows)
+    assert min(plan["agreement"].values()) >= 0.99
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["model.int8.onnx"]  # no scratch left behind
+    # without calibration texts there is nothing to measure smoothing on: plain int8
+    assert fit_int8(fp32, dst, exported.encoded, 0, ExportOptions(), calibration=None)["smooth_alpha"] is None
+
+
+def test_a_layer_plan_must_clear_the_gate_by_one_standard_error() -> None:
+    from training.export import plan_bar
+
+    assert plan_bar(0.99, 673) == pytest.approx(0.99 + (0.99 * 0.01 / 673) ** 0.5)  # 0.38 points
+    assert round(plan_bar(0.99, 673), 4) == 0.9938
+    assert plan_bar(0.99, 10) == pytest.approx(0.995)  # capped: a handful of rows asks no more than this
+    assert plan_bar(0.99, 10**9) == pytest.approx(0.99, abs=1e-5)
