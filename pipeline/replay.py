@@ -31,7 +31,7 @@ from typing import IO, Any
 from models.errors import DataError
 from pipeline.batching import chunks
 from pipeline.records import DeadLetter, EventTimeBounds, Origin, parse_message, parse_published_at
-from pipeline.scoring import ScoredRecord, ScorerLike, score_batch
+from pipeline.scoring import ScoredRecord, ScorerLike, score_batch, ticker_copies
 from pipeline.settings import Settings
 from pipeline.stories import StoryIndex
 
@@ -198,12 +198,13 @@ def replay_direct(
         result.dead.extend(failed)
         for rec in scored:
             result.scored.append(rec)
-            ev, source, _ = to_event(rec.to_bytes())
+            value = rec.to_bytes()
+            ev, source, _ = to_event(value)
             outcome = agg.add(ev, source=source)
             result.late += outcome == "late"
             result.duplicates += outcome == "duplicate"
-            for _, value in rec.ticker_values():
-                ev, source, kind = to_event(value)
+            for _, copy in ticker_copies(value, rec.item.tickers):
+                ev, source, kind = to_event(copy)
                 agg.add(ev, source=("tickers", source), kind=kind)
         result.trends.extend(agg.advance())
     result.trends.extend(agg.flush())

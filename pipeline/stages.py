@@ -28,7 +28,7 @@ from pipeline.kafka_io import Outgoing
 from pipeline.kafka_stage import KafkaStage
 from pipeline.metrics import Metrics
 from pipeline.records import DeadLetter, NewsItem, Origin, parse_message
-from pipeline.scoring import ScoredRecord, ScorerLike, score_batch
+from pipeline.scoring import ScoredRecord, ScorerLike, score_batch, ticker_copies
 from pipeline.settings import Settings
 from pipeline.stories import StoryIndex
 from pipeline.trends import EventError, TrendRecord, TrendSettings
@@ -51,10 +51,6 @@ def trend_outgoing(topic_name: str, records: list[TrendRecord]) -> list[Outgoing
     ]
 
 
-def ticker_outgoing(topic_name: str, scored: list[ScoredRecord]) -> list[Outgoing]:
-    return [Outgoing(topic_name, key, value) for r in scored for key, value in r.ticker_values()]
-
-
 def dead_outgoing(
     topic_name: str, dead: list[DeadLetter], now_ms: int, max_raw_bytes: int | None = None
 ) -> list[Outgoing]:
@@ -71,16 +67,20 @@ def _dead_bytes(d: DeadLetter, now_ms: int, max_raw_bytes: int | None) -> bytes:
 
 
 def scored_outgoing(
-    topic_name: str, scored: list[ScoredRecord]
+    topic_name: str, scored: list[ScoredRecord], tickers_topic: str | None = None
 ) -> tuple[list[Outgoing], list[ScoredRecord], list[DeadLetter]]:
     """Serialise each scored record on its own: one that cannot be written (a value no check caught)
-    is dead-lettered as `serialization_failed` with its input bytes, and its batch mates go on."""
+    is dead-lettered as `serialization_failed` with its input bytes, and its batch mates go on. With
+    `tickers_topic`, each record's copies per ticker follow it there (`scoring.ticker_copies`)."""
     out: list[Outgoing] = []
     ok: list[ScoredRecord] = []
     dead: list[DeadLetter] = []
     for r in scored:
         try:
-            out.append(Outgoing(topic_name, r.key, r.to_bytes()))
+            value = r.to_bytes()
+            out.append(Outgoing(topic_name, r.key, value))
+            if tickers_topic is not None and r.item.tickers:
+                out.extend(Outgoing(tickers_topic, k, v) for k, v in ticker_copies(value, r.item.tickers))
             ok.append(r)
         except Exception as exc:
             it = r.item
@@ -156,9 +156,8 @@ class ScoreStage(KafkaStage):
         elapsed = time.perf_counter() - t0
         dead.extend(failed)
         now_ms = _now_ms()
-        out, scored, unwritable = scored_outgoing(s.scored_topic, scored)
+        out, scored, unwritable = scored_outgoing(s.scored_topic, scored, s.scored_tickers_topic)
         dead.extend(unwritable)
-        out.extend(ticker_outgoing(s.scored_tickers_topic, scored))
         out.extend(dead_outgoing(s.dlq_topic, dead, now_ms, s.max_message_bytes))
         # unsure messages ride with their batch: as durable as the scored records, no producer of their own
         review = self.review.low_confidence(scored) if self.review is not None else []

@@ -331,3 +331,17 @@ def test_ticker_series_stay_bounded_and_leave_with_their_ticker() -> None:
     }
     assert shown == {"T001"}  # the spiking one stays; the others' series are gone
     assert "finsent_tickers_tracked 2.0" in text
+
+
+def test_ticker_copies_are_the_scored_record_plus_its_ticker() -> None:
+    import json
+
+    from pipeline.scoring import ticker_copies
+
+    value = json.dumps(
+        {"id": "m1", "text": "Ölpreis fällt \u2014 $ACME", "n": 1}, ensure_ascii=False, separators=(",", ":")
+    ).encode()
+    copies = ticker_copies(value, ("ACME", "BRK.B"))
+    assert [k for k, _ in copies] == [b"ACME", b"BRK.B"]
+    for (_, v), ticker in zip(copies, ("ACME", "BRK.B"), strict=True):
+        assert json.loads(v) == {**json.loads(value), "ticker": ticker}
