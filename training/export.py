@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,9 +172,10 @@ def _layer_of(node_name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def quantize_int8(fp32: Path, dst: Path, fp32_layers: int) -> int:
+def quantize_int8(fp32: Path, dst: Path, fp32_layers: int, also_fp32: Sequence[str] = ()) -> int:
     """Dynamic int8 (per-channel weights) of the encoder's per-token projections, except those in
-    the lowest `fp32_layers` encoder layers; returns how many nodes stayed fp32.
+    the lowest `fp32_layers` encoder layers and the nodes named in `also_fp32`; returns how many
+    nodes stayed fp32.
 
     The two heads always stay fp32: they run once per message (nothing to gain), and quantising
     the pooled vector with one scale per batch flipped predictions of near-tied topics on its
@@ -185,7 +186,7 @@ def quantize_int8(fp32: Path, dst: Path, fp32_layers: int) -> int:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(fp32))
-    exclude = _lowest_layers(graph, fp32_layers)
+    exclude = _lowest_layers(graph, fp32_layers) + list(also_fp32)
     exclude += [f"{n.name}_MatMul" for n in graph.graph.node if n.op_type == "Gemm"]
     quantize_dynamic(
         str(fp32),
@@ -202,6 +203,15 @@ def quantize_int8(fp32: Path, dst: Path, fp32_layers: int) -> int:
     return len(exclude)
 
 
+def _projections(graph: Any, layer: int) -> list[str]:
+    """Names of the quantisable nodes (MatMul, fused Attention) of one encoder layer."""
+    return [
+        n.name
+        for n in graph.graph.node
+        if n.op_type in ("MatMul", "Attention") and _layer_of(n.name) == layer
+    ]
+
+
 def _lowest_layers(graph: Any, fp32_layers: int) -> list[str]:
     """Names of the nodes of the lowest `fp32_layers` encoder layers."""
     return [
@@ -209,7 +219,9 @@ def _lowest_layers(graph: Any, fp32_layers: int) -> list[str]:
     ]
 
 
-def quantize_int8_static(fp32: Path, dst: Path, fp32_layers: int, ranges: dict[str, Any]) -> int:
+def quantize_int8_static(
+    fp32: Path, dst: Path, fp32_layers: int, ranges: dict[str, Any], also_fp32: Sequence[str] = ()
+) -> int:
     """Static QDQ int8 (`training.int8_static`) of the encoder's MatMuls outside the lowest
     `fp32_layers` layers; returns how many layer nodes stayed fp32. The heads are Gemm nodes, which
     the static mode does not quantise."""
@@ -217,7 +229,7 @@ def quantize_int8_static(fp32: Path, dst: Path, fp32_layers: int, ranges: dict[s
 
     from training.int8_static import quantize_static_int8
 
-    exclude = _lowest_layers(onnx.load(str(fp32)), fp32_layers)
+    exclude = _lowest_layers(onnx.load(str(fp32)), fp32_layers) + list(also_fp32)
     quantize_static_int8(fp32, dst, exclude, ranges)
     return len(exclude)
 
@@ -234,6 +246,40 @@ def plan_bar(min_agreement: float, rows: int, cap: float = 0.005) -> float:
     """
     p = min_agreement
     return p + min(cap, (p * (1.0 - p) / max(rows, 1)) ** 0.5)
+
+
+def _refine_top_layer(
+    plan: dict[str, Any],
+    quantize: Callable[..., int],
+    rates_of: Callable[[Path], dict[str, float]],
+    sources: dict[float | None, Path],
+    dst: Path,
+    scratch: list[Path],
+    bar: float,
+) -> dict[str, Any]:
+    """The layer plan keeps the lowest k layers fp32; often one projection of the k-th is what
+    needed it. Try keeping only that layer's single most fragile projection fp32 (each in turn,
+    with the plan's smoothing): the first that clears `bar` with the best agreement replaces the
+    whole-layer plan, which stays otherwise. Cost: one quantisation and one validation per
+    projection (four in a BERT layer)."""
+    import onnx
+
+    keep, alpha = plan["fp32_layers"], plan["smooth_alpha"]
+    top = keep - 1
+    best: tuple[float, Path, dict[str, Any]] | None = None
+    for i, name in enumerate(_projections(onnx.load(str(sources[alpha])), top)):
+        out = dst.with_name(f"int8-node-{i}.onnx")
+        scratch.append(out)
+        nodes = quantize(top, alpha, out, [name])
+        rates = rates_of(out)
+        log.info("int8, lowest %d layer(s) and %s fp32: agreement %s", top, name, rates)
+        if min(rates.values()) >= bar and (best is None or min(rates.values()) > best[0]):
+            tried = {**plan, "fp32_layers": top, "fp32_nodes": nodes, "also_fp32": [name], "agreement": rates}
+            best = (min(rates.values()), out, tried)
+    if best is None:
+        return plan
+    best[1].replace(dst)
+    return best[2]
 
 
 def fit_int8(
@@ -276,18 +322,22 @@ def fit_int8(
     sources: dict[float | None, Path] = {None: fp32}
     ranges: dict[float | None, dict[str, Any]] = {}
 
-    def quantize(keep: int, alpha: float | None, out: Path) -> int:
+    def quantize(keep: int, alpha: float | None, out: Path, also: Sequence[str] = ()) -> int:
         if alpha is not None and alpha not in sources:  # None: the fp32 graph itself
             sources[alpha] = dst.with_name(f"smoothed-{alpha}.onnx")
             scratch.append(sources[alpha])
             smooth_graph(fp32, sources[alpha], maxima, alpha, _layer_of)
         if options.int8 != "static":
-            return quantize_int8(sources[alpha], out, keep)
+            return quantize_int8(sources[alpha], out, keep, also)
         if alpha not in ranges:
             ranges[alpha] = calibration_ranges(
                 sources[alpha], rows, options.calibration, workdir=dst.parent, pad_id=pad_id
             )
-        return quantize_int8_static(sources[alpha], out, keep, ranges[alpha])
+        return quantize_int8_static(sources[alpha], out, keep, ranges[alpha], also)
+
+    def rates_of(out: Path) -> dict[str, float]:
+        got = run_onnx(out, encoded or [], pad_id, options.batch_size)
+        return {head: agreement(b, g) for head, b, g in zip(HEADS, base, got, strict=True)}
 
     try:
         if not encoded:
@@ -301,8 +351,7 @@ def fit_int8(
                 out = dst.with_name(f"int8-try-{i}.onnx")
                 scratch.append(out)
                 nodes = quantize(keep, alpha, out)
-                got = run_onnx(out, encoded, pad_id, options.batch_size)
-                rates = {head: agreement(b, g) for head, b, g in zip(HEADS, base, got, strict=True)}
+                rates = rates_of(out)
                 log.info("int8, lowest %d layer(s) fp32, smoothing %s: agreement %s", keep, alpha, rates)
                 tried = {**how, "smooth_alpha": alpha, "fp32_layers": keep, "of_layers": n_layers,
                          "fp32_nodes": nodes, "agreement": rates}  # fmt: skip
@@ -313,6 +362,8 @@ def fit_int8(
             plan = {**best[2], "accepted_at": round(bar, 4)}
             if best[0] >= bar:
                 break
+        if plan["fp32_layers"] > 0:
+            plan = _refine_top_layer(plan, quantize, rates_of, sources, dst, scratch, bar)
     finally:
         for path in scratch:
             path.unlink(missing_ok=True)

@@ -95,7 +95,12 @@ def int8_card_lines(manifest: dict[str, Any]) -> list[str]:
         "",
         f"`model.int8.onnx`: {how}; weights int8 per channel, the two heads fp32; "
         f"{plan.get('fp32_layers', 0)} of {plan.get('of_layers', '?')} encoder layers kept fp32 by the "
-        "agreement gate (the lowest ones).",
+        "agreement gate (the lowest ones)"
+        + (
+            f", and of the next one only `{'`, `'.join(plan['also_fp32'])}`."
+            if plan.get("also_fp32")
+            else "."
+        ),
     ]
     agr = plan.get("agreement")
     if agr:

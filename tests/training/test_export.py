@@ -75,6 +75,59 @@ def test_int8_quantises_the_encoder_projections_and_leaves_the_heads_fp32(
     assert not quantised(tmp_path / "none.onnx")
 
 
+def test_one_named_projection_can_stay_fp32(exported: Exported, tmp_path: Path) -> None:
+    from training.export import _projections, quantize_int8
+
+    graph = onnx.load(str(exported.paths["fp32"]))
+    layer0 = _projections(graph, 0)
+    assert layer0 and all("layer.0/" in n or n == "Attention_0" for n in layer0)
+    kept = quantize_int8(exported.paths["fp32"], tmp_path / "one.onnx", fp32_layers=0, also_fp32=[layer0[-1]])
+    out = onnx.load(str(tmp_path / "one.onnx")).graph.node
+    # the named node is still a float MatMul / Attention; its layer's others are quantised
+    assert any(n.name == layer0[-1] and n.op_type in ("MatMul", "Attention") for n in out)
+    assert kept == 1 + sum(1 for n in graph.graph.node if n.op_type == "Gemm")
+
+
+def test_refinement_keeps_one_projection_of_the_top_fp32_layer_when_that_suffices(tmp_path: Path) -> None:
+    """The node step of the plan search, with the quantiser and the agreement check stubbed by
+    their outcomes (the real ones are exercised by the tests above and below)."""
+    from training.export import _refine_top_layer
+
+    names = [
+        "/encoder/layer.1/attention/output/dense/MatMul",
+        "Attention_1",
+        "/encoder/layer.1/output/dense/MatMul",
+    ]
+    fake_graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul" if "MatMul" in n else "Attention", [], [], name=n) for n in names],
+        "g", [], [],
+    )  # fmt: skip
+    onnx.save(onnx.helper.make_model(fake_graph), str(tmp_path / "src.onnx"))
+    outcome = {names[0]: 0.97, names[1]: 0.993, names[2]: 0.996}
+    made: dict[Path, str] = {}
+
+    def quantize(keep: int, alpha: float | None, out: Path, also: list[str]) -> int:
+        assert keep == 1 and alpha == 0.8
+        out.write_text(also[0])
+        made[out] = also[0]
+        return len(also)
+
+    def rates_of(out: Path) -> dict[str, float]:
+        return {"topic": outcome[made[out]], "sentiment": 1.0}
+
+    plan = {"fp32_layers": 2, "smooth_alpha": 0.8, "fp32_nodes": 8, "agreement": {"topic": 0.995}}
+    dst = tmp_path / "int8.onnx"
+    got = _refine_top_layer(plan, quantize, rates_of, {0.8: tmp_path / "src.onnx"}, dst, [], bar=0.992)
+    assert got["fp32_layers"] == 1 and got["also_fp32"] == [names[2]] and got["fp32_nodes"] == 1
+    assert dst.read_text() == names[2]  # the chosen try became the int8 file
+    # nothing clears the bar: the whole-layer plan stands, the file untouched
+    dst.write_text("layer plan")
+    assert (
+        _refine_top_layer(plan, quantize, rates_of, {0.8: tmp_path / "src.onnx"}, dst, [], bar=0.999) == plan
+    )
+    assert dst.read_text() == "layer plan"
+
+
 def test_faithful_export_passes_and_reports_numbers(exported: Exported) -> None:
     report = validate_variants(exported.model, exported.paths, exported.encoded, pad_id=0)
     assert max(report["fp32_vs_torch_max_abs_diff"].values()) <= 1e-4
