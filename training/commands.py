@@ -39,6 +39,20 @@ def _add_column_args(p: argparse.ArgumentParser, label_map: bool = True) -> None
     )
 
 
+def _head_weights(text: str) -> tuple[float, float]:
+    """`--head-weights 1,2` -> (1.0, 2.0); argparse turns the ValueError into a usage error (exit 2)."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected TOPIC,SENTIMENT (two numbers), got {text!r}")
+    try:
+        weights = (float(parts[0]), float(parts[1]))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers, got {text!r}") from None
+    if min(weights) < 0 or max(weights) == 0:
+        raise argparse.ArgumentTypeError(f"weights must be >= 0 and not both 0, got {text!r}")
+    return weights
+
+
 def _add_loop_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
     """The training loop's flags, shared by `train` and `distill` (training.train.train_epochs)."""
     p.add_argument("--epochs", type=int, default=d["epochs"], help="maximum epochs (default: %(default)s)")
@@ -113,6 +127,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train LoRA adapters instead of the full encoder (merged before export)",
     )
     p.add_argument("--lora-r", type=int, default=d["lora_r"], help="LoRA rank (default: %(default)s)")
+    p.add_argument(
+        "--feed-prior",
+        metavar="FILE",
+        help="JSON of head -> {label: share}: the label mix the model will meet; the heads are shifted "
+        "from the training mix to it after training (training/prior.py; make train-export passes "
+        "data/feed_prior.json for the starter corpus). Default: no shift",
+    )
+    p.add_argument(
+        "--rdrop",
+        type=float,
+        default=d["rdrop"],
+        help="R-Drop: weight of the KL between two dropout passes; 0 is off, 1-5 usual; doubles step cost "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--fgm",
+        type=float,
+        default=d["fgm"],
+        help="FGM adversarial training: L2 radius on the embedding output; 0 is off, ~1 usual; doubles "
+        "step cost (default: %(default)s)",
+    )
+    p.add_argument(
+        "--head-weights",
+        type=_head_weights,
+        default=d["head_weights"],
+        metavar="TOPIC,SENTIMENT",
+        help="weights of the two heads' losses (default: 1,1)",
+    )
     p.add_argument(
         "--checkpoint-dir", help="also save the PyTorch weights under DIR/<version> (for `finsent export`)"
     )
@@ -260,6 +302,10 @@ def run_train(args: argparse.Namespace) -> int:
         lora=args.lora,
         lora_r=args.lora_r,
         lora_alpha=2 * args.lora_r,
+        feed_prior=args.feed_prior,
+        rdrop=args.rdrop,
+        fgm=args.fgm,
+        head_weights=args.head_weights,
         checkpoint_dir=args.checkpoint_dir,
         progress=not args.no_progress,
         int8=args.int8,

@@ -62,6 +62,14 @@ class TrainConfig:
     # prior away from that mix; unweighted was better on both heads of the real tweets
     # (docs/BENCHMARKS.md, "Accuracy on real data"). --class-weights buys recall on rare classes instead.
     class_weighting: bool = False
+    # Regularisers (training/regularize.py), off by default: each doubles the cost of a step.
+    rdrop: float = 0.0  # R-Drop: weight of the symmetric KL between two dropout passes
+    fgm: float = 0.0  # FGM: L2 radius of the adversarial step on the embedding output, per row
+    # Label mix the model will meet (training/prior.py): JSON of head -> {label: share}; the heads'
+    # biases are shifted by log(feed share / training share) after training. None: no shift.
+    feed_prior: str | None = None
+    # Weight of each head's loss in the sum the optimiser minimises: (topic, sentiment).
+    head_weights: tuple[float, float] = (1.0, 1.0)
     patience: int = 2
     seed: int = 0
     threads: int | None = None

@@ -29,6 +29,7 @@ from training.export import ExportOptions
 from training.inference import bar_interval, head_reports, predict_probs, tokenize
 from training.metrics import summarize
 from training.package import PackageInput, package_artifact
+from training.prior import prior_shift, read_feed_prior, shift_head_bias
 from training.text import strip_urls
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,26 @@ def make_optimizer(model: Any, config: TrainConfig) -> Any:
     )
 
 
+def step_losses(
+    model: Any, inputs: tuple[Any, Any], idx: np.ndarray, batch_loss: BatchLoss, rdrop: float
+) -> tuple[Any, Any]:
+    """One batch's (topic, sentiment) losses; with R-Drop (`rdrop` > 0) the mean over two dropout
+    passes plus `rdrop` times the symmetric KL between them, per head, over every row (a row without
+    a head's label still has a prediction to keep consistent)."""
+    t_logits, s_logits = model(*inputs)
+    loss_t, loss_s = batch_loss(t_logits, s_logits, idx)
+    if rdrop <= 0:
+        return loss_t, loss_s
+    from training.regularize import symmetric_kl
+
+    t2, s2 = model(*inputs)
+    loss_t2, loss_s2 = batch_loss(t2, s2, idx)
+    return (
+        (loss_t + loss_t2) / 2 + rdrop * symmetric_kl(t_logits, t2),
+        (loss_s + loss_s2) / 2 + rdrop * symmetric_kl(s_logits, s2),
+    )
+
+
 def train_epochs(
     model: Any,
     config: TrainConfig,
@@ -220,6 +241,11 @@ def train_epochs(
     gen = torch.Generator().manual_seed(config.seed)
     train_lengths = [len(x) for x in train_ids]
 
+    from training.regularize import EmbeddingAdversary
+
+    w_t, w_s = config.head_weights
+    adversary = EmbeddingAdversary(model.encoder.embeddings, config.fgm) if config.fgm > 0 else None
+
     history: list[EpochRecord] = []
     best_score, best_epoch, best_state, stale = -1.0, 0, None, 0
     for epoch in range(1, config.epochs + 1):
@@ -235,11 +261,15 @@ def train_epochs(
         )
         for idx in batches:
             ids, mask = pad([train_ids[i] for i in idx], pad_id)
-            t_logits, s_logits = model(torch.from_numpy(ids), torch.from_numpy(mask))
-            loss_t, loss_s = batch_loss(t_logits, s_logits, idx)
-            loss = loss_t + loss_s
+            inputs = (torch.from_numpy(ids), torch.from_numpy(mask))
+            loss_t, loss_s = step_losses(model, inputs, idx, batch_loss, config.rdrop)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (w_t * loss_t + w_s * loss_s).backward()
+            if adversary is not None:
+                with adversary.perturbed():
+                    t_adv, s_adv = model(*inputs)
+                    adv_t, adv_s = batch_loss(t_adv, s_adv, idx)
+                    (w_t * adv_t + w_s * adv_s).backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -279,6 +309,8 @@ def train_epochs(
                 say(f"early stop: no improvement for {stale} epoch(s); best epoch {best_epoch}")
                 break
 
+    if adversary is not None:
+        adversary.close()
     assert best_state is not None  # at least one epoch ran
     model.load_state_dict(best_state)
     merge_lora(model).eval()
@@ -290,7 +322,10 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
     started = time.monotonic()
     if config.epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {config.epochs}")
+    if config.rdrop < 0 or config.fgm < 0:
+        raise ConfigError(f"rdrop and fgm must be >= 0 (0 is off), got {config.rdrop} and {config.fgm}")
     train, valid = prepare_data(config)  # data errors surface before torch is even imported
+    feed_prior = read_feed_prior(config.feed_prior) if config.feed_prior else None
     import torch
 
     from training.model import class_weights, masked_cross_entropy
@@ -327,7 +362,29 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
         )
 
     history, best_epoch = train_epochs(model, config, train_ids, valid, valid_ids, pad_id, hard_labels, say)
+    if feed_prior is not None:
+        apply_feed_prior(model, train, feed_prior, config.feed_prior or "", say)
     return evaluated(model, tokenizer, (train, valid), valid_ids, config, history, best_epoch, started)
+
+
+def apply_feed_prior(
+    model: Any, train: Dataset, prior: dict[str, dict[str, float]], where: str, say: Callable[[str], None]
+) -> None:
+    """Shift each head named in `prior` from the training mix to the feed's (training/prior.py)."""
+    counts = train.label_counts()
+    for head, labels, linear in (
+        ("topic", train.topic_labels, model.topic_head),
+        ("sentiment", train.sentiment_labels, model.sentiment_head),
+    ):
+        if head not in prior:
+            continue
+        shift = prior_shift(labels, counts[head], prior[head], where=f"{where}: {head}")
+        shift_head_bias(linear, shift)
+        lo, hi = int(shift.argmin()), int(shift.argmax())
+        say(
+            f"feed prior {where}: {head} logits shifted {shift[lo]:+.2f} ({labels[lo]}) .. "
+            f"{shift[hi]:+.2f} ({labels[hi]})"
+        )
 
 
 def evaluated(

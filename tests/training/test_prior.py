@@ -1,0 +1,109 @@
+"""The feed prior (training/prior.py): reading it, the per-label shift, and what it does to a head."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.errors import ConfigError
+from pipeline.cli import main
+from tests.support.tiny_models import TinyVocabulary, write_csv
+from training.prior import prior_shift, read_feed_prior, shift_head_bias
+
+
+def _write(path: Path, obj: object) -> Path:
+    path.write_text(json.dumps(obj), encoding="utf-8")
+    return path
+
+
+def test_reads_heads_and_skips_comment_keys(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "p.json",
+        {"_source": "a note", "sentiment": {"negative": 1, "neutral": 6, "positive": 3}},
+    )
+    assert read_feed_prior(path) == {"sentiment": {"negative": 1.0, "neutral": 6.0, "positive": 3.0}}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"mood": {"a": 1}}, "unknown head 'mood'"),
+        ({"topic": {"IPO": 0}}, "share of 'IPO' must be a positive number"),
+        ({"topic": {"IPO": "lots"}}, "share of 'IPO' must be a positive number"),
+        ({"topic": []}, "expected an object"),
+        ([1, 2], "an object of head"),
+    ],
+)
+def test_bad_prior_files_name_the_file_and_the_fault(tmp_path: Path, content: object, message: str) -> None:
+    path = _write(tmp_path / "bad.json", content)
+    with pytest.raises(ConfigError, match=message) as info:
+        read_feed_prior(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_and_unparsable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        read_feed_prior(tmp_path / "nowhere.json")
+    (tmp_path / "broken.json").write_text("{", encoding="utf-8")
+    with pytest.raises(ConfigError, match="broken.json: unreadable"):
+        read_feed_prior(tmp_path / "broken.json")
+
+
+def test_shift_is_the_log_ratio_of_renormalised_shares() -> None:
+    labels = ("negative", "neutral", "positive")
+    train = {"negative": 25, "neutral": 50, "positive": 25}
+    # extra labels in the file are ignored, and the shares are renormalised over the model's labels
+    feed = {"negative": 1.0, "neutral": 6.0, "positive": 3.0, "other": 90.0}
+    shift = prior_shift(labels, train, feed)
+    expected = [math.log(0.1 / 0.25), math.log(0.6 / 0.5), math.log(0.3 / 0.25)]
+    np.testing.assert_allclose(shift, expected)
+    np.testing.assert_allclose(prior_shift(labels, train, feed, strength=0.5), np.array(expected) / 2)
+
+
+def test_a_label_never_trained_is_left_alone_and_a_missing_share_is_an_error() -> None:
+    shift = prior_shift(("a", "b"), {"a": 10, "b": 0}, {"a": 1.0, "b": 1.0})
+    assert shift[1] == 0.0 and shift[0] == pytest.approx(math.log(0.5 / 1.0))
+    with pytest.raises(ConfigError, match="p.json: topic: no share for 'b'"):
+        prior_shift(("a", "b"), {"a": 1, "b": 1}, {"a": 1.0}, where="p.json: topic")
+
+
+def test_shifted_head_gives_the_bayes_posterior_under_the_feed_mix() -> None:
+    """softmax(logits + log(feed/train)) == p_train(y|x) * feed(y)/train(y), renormalised."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 3)
+    x = torch.randn(5, 8)
+    before = torch.softmax(head(x), -1).detach().numpy()
+    train, feed = {"n": 40, "z": 40, "p": 20}, {"n": 0.15, "z": 0.65, "p": 0.20}
+    shift = prior_shift(("n", "z", "p"), train, feed)
+    shift_head_bias(head, shift)
+    after = torch.softmax(head(x), -1).detach().numpy()
+    ratio = np.array([0.15 / 0.4, 0.65 / 0.4, 0.20 / 0.2])
+    bayes = before * ratio
+    bayes /= bayes.sum(1, keepdims=True)
+    np.testing.assert_allclose(after, bayes, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_reports_a_missing_prior_before_any_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_csv(tmp_path / "d.csv", TinyVocabulary(("IPO", "Macro")).rows(per_topic=5, seed=0))
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "art"), "--topics", "data"]
+    assert main([*args, "--feed-prior", str(tmp_path / "nowhere.json")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere.json: feed prior not found" in err and "Traceback" not in err
+    assert not (tmp_path / "art").exists()
+
+
+def test_the_default_feed_prior_covers_the_default_labels() -> None:
+    from training.data import DEFAULT_TOPICS, SENTIMENT_LABELS
+
+    prior = read_feed_prior(Path(__file__).resolve().parents[2] / "data" / "feed_prior.json")
+    assert set(prior["topic"]) == set(DEFAULT_TOPICS)
+    assert set(prior["sentiment"]) == set(SENTIMENT_LABELS)
+    assert sum(prior["sentiment"].values()) == pytest.approx(1.0, abs=0.01)
+    assert sum(prior["topic"].values()) == pytest.approx(1.0, abs=0.01)

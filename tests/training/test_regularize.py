@@ -1,0 +1,92 @@
+"""R-Drop and FGM (training/regularize.py) and their use in the training loop, on tiny models."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.cli import main
+from tests.support.tiny_models import TinyVocabulary, tiny_config, write_csv
+from training.regularize import EmbeddingAdversary, symmetric_kl
+
+
+def test_symmetric_kl_is_zero_for_equal_logits_symmetric_and_positive_otherwise() -> None:
+    torch.manual_seed(0)
+    a, b = torch.randn(6, 3), torch.randn(6, 3)
+    assert symmetric_kl(a, a).item() == pytest.approx(0.0, abs=1e-7)
+    assert symmetric_kl(a, a + 5.0).item() == pytest.approx(0.0, abs=1e-6)  # same softmax
+    assert symmetric_kl(a, b).item() > 0
+    assert symmetric_kl(a, b).item() == pytest.approx(symmetric_kl(b, a).item())
+    p, q = torch.softmax(a, -1), torch.softmax(b, -1)
+    by_hand = ((p * (p / q).log()).sum(-1) + (q * (q / p).log()).sum(-1)).mean() / 2
+    assert symmetric_kl(a, b).item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
+def _tiny_encoder() -> torch.nn.Module:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    return BertModel(config).eval()
+
+
+def test_fgm_steps_each_row_epsilon_along_its_gradient_and_raises_the_loss() -> None:
+    from training.model import TwoHeadClassifier
+
+    model = TwoHeadClassifier(_tiny_encoder(), n_topics=4, n_sentiments=3).eval()
+    for p in model.encoder.embeddings.parameters():
+        p.requires_grad_(False)  # as finsent trains MiniLM: the word table frozen
+    ids = torch.randint(5, 50, (3, 7))
+    mask = torch.ones_like(ids)
+    target = torch.tensor([0, 2, 1])
+    adversary = EmbeddingAdversary(model.encoder.embeddings, epsilon=0.05)
+
+    clean = torch.nn.functional.cross_entropy(model(ids, mask)[0], target)
+    clean.backward()
+    delta = adversary.delta()
+    assert delta.shape == (3, 7, 16)
+    torch.testing.assert_close(delta.flatten(1).norm(dim=1), torch.full((3,), 0.05))
+    with adversary.perturbed():
+        attacked = torch.nn.functional.cross_entropy(model(ids, mask)[0], target)
+    assert attacked.item() > clean.item()  # a step up the gradient raises the loss (first order)
+    # outside the context the hook passes the embeddings through unchanged
+    again = torch.nn.functional.cross_entropy(model(ids, mask)[0], target)
+    assert again.item() == pytest.approx(clean.item(), rel=1e-6)
+    adversary.close()
+    with pytest.raises(RuntimeError, match="backward"):
+        adversary.delta()
+
+
+def test_fgm_rejects_a_non_positive_radius() -> None:
+    with pytest.raises(ValueError, match="epsilon"):
+        EmbeddingAdversary(_tiny_encoder().embeddings, epsilon=0.0)
+
+
+@pytest.mark.parametrize("extra", [{"rdrop": 1.0}, {"fgm": 0.5}, {"head_weights": (1.0, 2.0)}])
+def test_training_with_each_regulariser_still_learns_the_tiny_task(tmp_path: Path, extra: dict) -> None:
+    from training.train import fit
+
+    topics = ("IPO", "Macro", "Dividend")
+    config = dataclasses.replace(tiny_config(tmp_path, topics, per_topic=40), epochs=6, patience=6, **extra)
+    result = fit(config, say=lambda _line: None)
+    assert result.reports["topic"]["accuracy"] >= 0.8
+    assert result.history[-1].train_loss_topic < result.history[0].train_loss_topic
+
+
+def test_cli_rejects_bad_head_weights_and_negative_regularisers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_csv(tmp_path / "d.csv", TinyVocabulary(("IPO", "Macro")).rows(per_topic=5, seed=0))
+    base = ["train", "--data", str(data), "--out", str(tmp_path / "art"), "--topics", "data"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--head-weights", "1"])
+    assert exit_info.value.code == 2
+    assert "TOPIC,SENTIMENT" in capsys.readouterr().err
+    assert main([*base, "--rdrop", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "rdrop and fgm must be >= 0" in err and "Traceback" not in err
