@@ -444,6 +444,17 @@ def test_model_card_states_real_figures_only_for_the_data_they_were_measured_on(
     other = "\n".join(real_eval.model_card_section({"data_fingerprint": "sha256:def"}, _fake_record()))
     assert "Not measured for this training data" in other and "0.712" not in other
     assert "Not measured" in "\n".join(real_eval.model_card_section({"data_fingerprint": "x"}, {}))
+    # same data, another recipe (here: without the feed prior the record was measured with)
+    record = {**_fake_record(), "training": {"feed_prior": "data/feed_prior.json", "rdrop": 0.5}}
+    shifted = {
+        "data_fingerprint": "sha256:abc",
+        "training_config": {"feed_prior": "data/feed_prior.json", "rdrop": 0.5},
+    }
+    assert "0.712" in "\n".join(real_eval.model_card_section(shifted, record))
+    plain = {"data_fingerprint": "sha256:abc", "training_config": {"feed_prior": None, "rdrop": 0.5}}
+    assert "Not measured for this training data and recipe" in "\n".join(
+        real_eval.model_card_section(plain, record)
+    )
 
 
 def test_record_is_built_from_evaluate_output(tmp_path: Path) -> None:

@@ -79,14 +79,30 @@ def build_record(
         "data_fingerprint": manifest["data_fingerprint"],
         "corpus_sha256": file_sha256(corpus),
         "base_model": manifest["base_model"],
-        "training": {
-            k: cfg.get(k)
-            for k in ("epochs", "seed", "max_length", "lr", "class_weighting", "strip_urls")
-            if k in cfg
-        },
+        "training": {k: cfg.get(k) for k in RECIPE_KEYS if k in cfg},
         "in_corpus_validation": {k: round(v, 4) for k, v in manifest.get("metrics", {}).items()},
         "real_sets": sets,
     }
+
+
+# What must match, beside the data, for a recorded measurement to describe another artifact's model.
+RECIPE_KEYS = (
+    "epochs",
+    "seed",
+    "max_length",
+    "lr",
+    "class_weighting",
+    "strip_urls",
+    "feed_prior",
+    "rdrop",
+    "fgm",
+)
+
+
+def same_recipe(manifest: dict[str, Any], record: dict[str, Any]) -> bool:
+    """The record's training settings equal the manifest's wherever the record has them."""
+    cfg = manifest.get("training_config", {})
+    return all(cfg.get(k) == v for k, v in record.get("training", {}).items())
 
 
 def load_record(path: Path = RECORD) -> dict[str, Any] | None:
@@ -109,9 +125,13 @@ def model_card_section(manifest: dict[str, Any], record: dict[str, Any] | None =
             "",
         ]
         return lines
-    if not record or record.get("data_fingerprint") != manifest.get("data_fingerprint"):
+    if (
+        not record
+        or record.get("data_fingerprint") != manifest.get("data_fingerprint")
+        or not same_recipe(manifest, record)
+    ):
         lines += [
-            "Not measured for this training data. The validation figures above come from a split of the",
+            "Not measured for this training data and recipe. The validation figures above come from a split of the",
             "training data itself; on real headlines expect less. See " + BENCHMARKS_SECTION + ".",
             "",
         ]
