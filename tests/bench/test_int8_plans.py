@@ -1,0 +1,32 @@
+"""bench.int8_plans on the tiny artifact: agreement and interleaved timing lines for each model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import int8_plans
+
+
+def test_compares_two_artifacts(tiny_artifact: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "--model",
+        f"a={tiny_artifact}",
+        "--model",
+        f"b={tiny_artifact}",
+        "--n",
+        "40",
+        "--agreement-n",
+        "40",
+    ]
+    assert int8_plans.main([*args, "--batch", "16", "--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("int8 vs fp32 on 40 texts: topic") == 2
+    assert out.count("best of 2 rounds:") == 2 and "ms CPU per message" in out
+
+
+def test_rejects_a_model_without_a_label(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        int8_plans.main(["--model", "artifacts/latest"])
+    assert info.value.code == 2 and "LABEL=ARTIFACT" in capsys.readouterr().err
