@@ -337,6 +337,7 @@ def run_distill(args: argparse.Namespace) -> int:
         threads=args.threads,
         checkpoint_dir=args.checkpoint_dir,
         progress=not args.no_progress,
+        rdrop=0.0,  # the teacher's soft targets already regularise; the students were measured without
     )
     config = DistillConfig(
         teacher=args.teacher,

@@ -33,7 +33,7 @@ def tiny_with_checkpoint() -> tuple[Path, Path]:
         config = TrainConfig(
             data=str(data), out=str(root / "artifacts"), base_model=str(base), topics=",".join(DEFAULT_TOPICS),
             max_length=32, epochs=8, batch_size=16, lr=3e-3, head_lr=3e-3, warmup_ratio=0.05, patience=8,
-            seed=0, progress=False, checkpoint_dir=str(root / "runs"),
+            seed=0, progress=False, checkpoint_dir=str(root / "runs"), rdrop=0.0,
         )  # fmt: skip
         return train_and_export(config, say=lambda _msg: None)
 
