@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
 DATA ?= data/starter_corpus.csv
+# The starter corpus's label mix is artificial (balanced topics); the default model is shifted to the
+# mix of real feeds (data/feed_prior.json, training/prior.py). Other data: no shift unless FEED_PRIOR=FILE.
+FEED_PRIOR ?= $(if $(filter data/starter_corpus.csv,$(DATA)),data/feed_prior.json)
 VALID ?=
 LABEL_MAP ?=
 BASE_MODEL ?=
@@ -22,7 +25,7 @@ SELECT ?= first
 MODELS ?= teacher=$(ARTIFACTS)/latest student=$(ARTIFACTS)/students/latest
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps test test-fast test-slow lint train-export distill retrain demo bench bench-stories bench-accuracy bench-alerts bench-frontier corpus clean
+.PHONY: help setup system-deps test test-fast test-slow lint train-export distill retrain demo bench bench-stories bench-accuracy bench-transfer bench-alerts bench-frontier corpus clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
@@ -61,8 +64,8 @@ corpus: setup ## rebuild the starter corpus and the recorded test feeds from the
 	$(PY) -m training.corpus.build --out data/starter_corpus.csv
 	$(PY) -m training.corpus.feeds --out-dir tests/feeds
 
-train-export: setup ## train -> evaluate -> export -> validate  [DATA=a,b VALID= LABEL_MAP= BASE_MODEL= EPOCHS=]
-	$(BIN)/finsent train --data "$(DATA)" $(if $(VALID),--valid "$(VALID)") $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) --out $(ARTIFACTS)
+train-export: setup ## train -> evaluate -> export -> validate  [DATA=a,b VALID= LABEL_MAP= BASE_MODEL= EPOCHS= FEED_PRIOR=]
+	$(BIN)/finsent train --data "$(DATA)" $(if $(VALID),--valid "$(VALID)") $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FEED_PRIOR),--feed-prior $(FEED_PRIOR)) --out $(ARTIFACTS)
 
 # The teacher's PyTorch checkpoint must exist: train it with `finsent train --checkpoint-dir runs`.
 distill: setup ## a smaller student from a fine-tuned teacher -> artifacts/students  [TEACHER= LAYERS=3 SELECT=first|spread DATA=]
@@ -97,6 +100,9 @@ bench-alerts: setup ## detection delay and false alarms per topic and per ticker
 
 bench-accuracy: setup ## train on real tweets (../shared/data), score a held-out 10% through ONNX Runtime  [ARGS=]
 	HF_HUB_OFFLINE=1 $(PY) -m bench.accuracy $(if $(ARGS),-- $(ARGS))
+
+bench-transfer: setup ## a starter-corpus recipe's accuracy on real tweets, per epoch, with and without the feed prior  [ARGS=]
+	HF_HUB_OFFLINE=1 $(PY) -m bench.transfer $(if $(ARGS),-- $(ARGS))
 
 # Same real tweet sets as bench-accuracy (outside the repository), never trained on by these models.
 bench-frontier: setup ## accuracy vs int8 speed, the models timed batch by batch in turn; docs/accuracy_speed.png  [MODELS="LABEL=ARTIFACT ..."]

@@ -233,18 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         lengths = token_lengths(data.texts)
     manifest = json.loads((artifact / "manifest.json").read_text(encoding="utf-8"))
     cfg = manifest.get("training_config") or {}
-    recipe_keys = (
-        "epochs",
-        "max_length",
-        "batch_size",
-        "lr",
-        "head_lr",
-        "class_weighting",
-        "strip_urls",
-        "rdrop",
-        "fgm",
-    )
-    recipe_keys += ("head_weights", "feed_prior")
+    recipe_keys: tuple[str, ...] = ("epochs", "max_length", "batch_size", "lr", "head_lr", "class_weighting")
+    recipe_keys += ("strip_urls", "rdrop", "fgm", "head_weights", "feed_prior")
     info = {
         "data": str(args.data_dir),
         "train_rows": len(train_part),

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 STUDENTS_ROOT = "artifacts/students"  # `finsent distill --out`: serve one with --model .../latest
 DEFAULTS: dict[str, Any] = {}  # filled lazily from TrainConfig so help texts show the real defaults
@@ -276,10 +279,17 @@ def run_train(args: argparse.Namespace) -> int:
     # cores the working ones need (measured: 2 spinning threads ran 2.7x slower than 1 thread).
     # Must be set before torch loads libgomp.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from training.config import TrainConfig
     from training.train import train_and_export
 
-    config = TrainConfig(
+    train_and_export(train_config(args))
+    return 0
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The `TrainConfig` of parsed `finsent train` flags (also used by bench.transfer)."""
+    from training.config import TrainConfig
+
+    return TrainConfig(
         data=args.data,
         valid=args.valid,
         out=args.out,
@@ -311,8 +321,6 @@ def run_train(args: argparse.Namespace) -> int:
         int8=args.int8,
         calibration=args.calibration,
     )
-    train_and_export(config)
-    return 0
 
 
 def run_distill(args: argparse.Namespace) -> int:

@@ -225,6 +225,7 @@ def train_epochs(
     pad_id: int,
     batch_loss: BatchLoss,
     say: Callable[[str], None] = print,
+    on_epoch: Callable[[int, Any], None] | None = None,
 ) -> tuple[list[EpochRecord], int]:
     """The loop shared by `fit` and distillation: epochs of length-bucketed batches under
     `batch_loss`, validation macro-F1 after each, early stopping; leaves the best epoch's weights
@@ -295,6 +296,8 @@ def train_epochs(
             seconds=time.monotonic() - t0,
         )
         history.append(rec)
+        if on_epoch is not None:  # e.g. bench.transfer scoring other data with this epoch's weights
+            on_epoch(epoch, model)
         say(
             f"epoch {epoch}/{config.epochs}  train loss topic {rec.train_loss_topic:.4f} "
             f"sentiment {rec.train_loss_sentiment:.4f}  valid macro-F1 topic {rec.valid_macro_f1_topic:.4f} "
@@ -317,7 +320,11 @@ def train_epochs(
     return history, best_epoch
 
 
-def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
+def fit(
+    config: TrainConfig,
+    say: Callable[[str], None] = print,
+    on_epoch: Callable[[int, Any], None] | None = None,
+) -> TrainResult:
     """Load data, build the model, train with early stopping; return the best epoch's model."""
     started = time.monotonic()
     if config.epochs < 1:
@@ -361,7 +368,9 @@ def fit(config: TrainConfig, say: Callable[[str], None] = print) -> TrainResult:
             masked_cross_entropy(s_logits, s_all[idx], s_weight),
         )
 
-    history, best_epoch = train_epochs(model, config, train_ids, valid, valid_ids, pad_id, hard_labels, say)
+    history, best_epoch = train_epochs(
+        model, config, train_ids, valid, valid_ids, pad_id, hard_labels, say, on_epoch
+    )
     if feed_prior is not None:
         apply_feed_prior(model, train, feed_prior, config.feed_prior or "", say)
     return evaluated(model, tokenizer, (train, valid), valid_ids, config, history, best_epoch, started)
