@@ -33,11 +33,11 @@ TOPIC_FILE, SENTIMENT_FILE = "twitter_topic_train.csv", "twitter_sentiment_train
 RESULTS = Path("bench/results")
 
 
-def sample(path: Path, column: str, n: int, seed: int) -> tuple[list[str], np.ndarray]:
+def sample(path: Path, column: str, n: int, rng: np.random.RandomState) -> tuple[list[str], np.ndarray]:
     import pandas as pd
 
     frame = pd.read_csv(path)
-    index = np.random.RandomState(seed).permutation(len(frame))[:n]
+    index = rng.permutation(len(frame))[:n]
     return list(frame.text.iloc[index]), frame[column].iloc[index].to_numpy()
 
 
@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = build_tokenizer(config.resolved_base_model())
     if config.strip_urls:
         strip_urls(tokenizer)
-    t_texts, t_truth = sample(args.data_dir / TOPIC_FILE, "topic", args.n, args.seed)
-    s_texts, s_truth = sample(args.data_dir / SENTIMENT_FILE, "sentiment", args.n, args.seed)
+    rng = np.random.RandomState(args.seed)  # one stream: the topic sample, then the sentiment sample
+    t_texts, t_truth = sample(args.data_dir / TOPIC_FILE, "topic", args.n, rng)
+    s_texts, s_truth = sample(args.data_dir / SENTIMENT_FILE, "sentiment", args.n, rng)
     t_ids, s_ids = (
         tokenize(tokenizer, t_texts, config.max_length),
         tokenize(tokenizer, s_texts, config.max_length),
