@@ -126,6 +126,12 @@ def model_card(manifest: dict[str, Any], reports: dict[str, dict[str, Any]]) -> 
         f"- max tokens per text: {manifest['max_length']}; epochs run: {len(manifest.get('history', []))}, "
         f"best epoch {manifest.get('best_epoch')}",
         f"- topics ({len(manifest['labels']['topic'])}): {', '.join(manifest['labels']['topic'])}",
+        f"- regularisers: R-Drop {cfg.get('rdrop', 0.0)}, FGM {cfg.get('fgm', 0.0)}; "
+        + (
+            f"heads shifted to the label mix of `{cfg['feed_prior']}` after training (training/prior.py)"
+            if cfg.get("feed_prior")
+            else "heads as trained (no feed prior)"
+        ),
     ]
     if student := manifest.get("distilled_from"):
         lines.append(

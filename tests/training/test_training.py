@@ -87,6 +87,8 @@ def test_tiny_artifact_scores_through_every_variant(tiny_artifact: Path) -> None
         assert min(rates.values()) >= 0.99
     assert json.loads((tiny_artifact / "metrics.json").read_text())["heads"]["topic"]["n"] > 0
     assert (tiny_artifact / "confusion_topic.png").stat().st_size > 1000
+    card = (tiny_artifact / "MODEL_CARD.md").read_text()
+    assert "- regularisers: R-Drop 0.0, FGM 0.0; heads as trained (no feed prior)" in card
 
     vocab = TinyVocabulary(DEFAULT_TOPICS, seed=0)
     rng = np.random.default_rng(123)
