@@ -332,7 +332,8 @@ def fit(
     if config.rdrop < 0 or config.fgm < 0:
         raise ConfigError(f"rdrop and fgm must be >= 0 (0 is off), got {config.rdrop} and {config.fgm}")
     train, valid = prepare_data(config)  # data errors surface before torch is even imported
-    feed_prior = read_feed_prior(config.feed_prior) if config.feed_prior else None
+    # the feed prior is read and checked against the data's labels now, not after the training
+    shifts = feed_prior_shifts(train, config.feed_prior) if config.feed_prior else {}
     import torch
 
     from training.model import class_weights, masked_cross_entropy
@@ -371,29 +372,27 @@ def fit(
     history, best_epoch = train_epochs(
         model, config, train_ids, valid, valid_ids, pad_id, hard_labels, say, on_epoch
     )
-    if feed_prior is not None:
-        apply_feed_prior(model, train, feed_prior, config.feed_prior or "", say)
+    for head, shift in shifts.items():
+        labels = train.topic_labels if head == "topic" else train.sentiment_labels
+        shift_head_bias(model.topic_head if head == "topic" else model.sentiment_head, shift)
+        lo, hi = int(shift.argmin()), int(shift.argmax())
+        say(
+            f"feed prior {config.feed_prior}: {head} logits shifted {shift[lo]:+.2f} ({labels[lo]}) .. "
+            f"{shift[hi]:+.2f} ({labels[hi]})"
+        )
     return evaluated(model, tokenizer, (train, valid), valid_ids, config, history, best_epoch, started)
 
 
-def apply_feed_prior(
-    model: Any, train: Dataset, prior: dict[str, dict[str, float]], where: str, say: Callable[[str], None]
-) -> None:
-    """Shift each head named in `prior` from the training mix to the feed's (training/prior.py)."""
+def feed_prior_shifts(train: Dataset, path: str) -> dict[str, np.ndarray]:
+    """Per head named in the feed prior at `path`, the logit shift from the training mix to the
+    feed's (training/prior.py); a label without a share is an error naming the file and head."""
+    prior = read_feed_prior(path)
     counts = train.label_counts()
-    for head, labels, linear in (
-        ("topic", train.topic_labels, model.topic_head),
-        ("sentiment", train.sentiment_labels, model.sentiment_head),
-    ):
-        if head not in prior:
-            continue
-        shift = prior_shift(labels, counts[head], prior[head], where=f"{where}: {head}")
-        shift_head_bias(linear, shift)
-        lo, hi = int(shift.argmin()), int(shift.argmax())
-        say(
-            f"feed prior {where}: {head} logits shifted {shift[lo]:+.2f} ({labels[lo]}) .. "
-            f"{shift[hi]:+.2f} ({labels[hi]})"
-        )
+    labels = {"topic": train.topic_labels, "sentiment": train.sentiment_labels}
+    return {
+        head: prior_shift(labels[head], counts[head], shares, where=f"{path}: {head}")
+        for head, shares in prior.items()
+    }
 
 
 def evaluated(

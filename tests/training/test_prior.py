@@ -107,3 +107,49 @@ def test_the_default_feed_prior_covers_the_default_labels() -> None:
     assert set(prior["sentiment"]) == set(SENTIMENT_LABELS)
     assert sum(prior["sentiment"].values()) == pytest.approx(1.0, abs=0.01)
     assert sum(prior["topic"].values()) == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_prior_missing_a_trained_label_stops_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_csv(tmp_path / "d.csv", TinyVocabulary(("IPO", "Macro")).rows(per_topic=5, seed=0))
+    prior = _write(tmp_path / "prior.json", {"topic": {"IPO": 0.5}})
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "art"), "--topics", "data"]
+    assert main([*args, "--feed-prior", str(prior)]) == 2
+    err = capsys.readouterr().err
+    assert "prior.json: topic: no share for 'Macro'" in err and "epoch" not in err
+    assert not (tmp_path / "art").exists()
+
+
+def test_fit_shifts_the_trained_heads_by_the_prior(tmp_path: Path) -> None:
+    import dataclasses
+
+    from tests.support.tiny_models import tiny_config
+    from training.train import fit
+
+    prior = _write(
+        tmp_path / "prior.json",
+        {"topic": {"IPO": 0.2, "Macro": 0.8}, "sentiment": {"negative": 1, "neutral": 6, "positive": 3}},
+    )
+    config = dataclasses.replace(
+        tiny_config(tmp_path, ("IPO", "Macro"), per_topic=20), epochs=2, patience=2, feed_prior=str(prior)
+    )
+    per_epoch: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(epoch: int, model: torch.nn.Module) -> None:  # the weights as trained, before any shift
+        per_epoch[epoch] = {
+            "topic": model.topic_head.bias.detach().clone(),
+            "sentiment": model.sentiment_head.bias.detach().clone(),
+        }
+
+    result = fit(config, say=lambda _line: None, on_epoch=keep)
+    trained = per_epoch[result.best_epoch]  # the epoch whose weights were kept
+    counts = result.train.label_counts()
+    for head, labels, linear in (
+        ("topic", result.train.topic_labels, result.model.topic_head),
+        ("sentiment", result.train.sentiment_labels, result.model.sentiment_head),
+    ):
+        expected = prior_shift(labels, counts[head], read_feed_prior(prior)[head])
+        np.testing.assert_allclose(
+            (linear.bias.detach() - trained[head]).numpy(), expected, rtol=1e-5, atol=1e-6
+        )
