@@ -17,6 +17,7 @@ one line per epoch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -72,25 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.cli import build_parser
     from training.commands import train_config
     from training.inference import predict_probs, tokenize
-    from training.prior import prior_shift, read_feed_prior
     from training.text import strip_urls
-    from training.train import build_tokenizer, fit, prepare_data
+    from training.train import build_tokenizer, feed_prior_shifts, fit, prepare_data
 
     flags = train_config(
         build_parser().parse_args(["train", "--data", "data/starter_corpus.csv", *train_flags])
     )
     # the flags may name --data themselves: argparse's append then holds both; keep the user's
-    config = flags if len(flags.data) == 1 else type(flags)(**{**flags.__dict__, "data": flags.data[1:]})
+    config = flags if len(flags.data) == 1 else dataclasses.replace(flags, data=flags.data[1:])
     train, _ = prepare_data(config)
     topics, sentiments = train.topic_labels, train.sentiment_labels
-    prior = read_feed_prior(args.prior)
-    counts = train.label_counts()
-    shifts = {
-        "topic": prior_shift(topics, counts["topic"], prior["topic"]) if "topic" in prior else None,
-        "sentiment": prior_shift(sentiments, counts["sentiment"], prior["sentiment"])
-        if "sentiment" in prior
-        else None,
-    }
+    shifts = feed_prior_shifts(train, args.prior)  # what `finsent train --feed-prior` would add
     tokenizer = build_tokenizer(config.resolved_base_model())
     if config.strip_urls:
         strip_urls(tokenizer)
@@ -112,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             "epoch": epoch,
             "topic": accuracy(t_probs, topics, t_truth, None),
             "sentiment": accuracy(s_probs, sentiments, s_truth, None),
-            "topic_shifted": accuracy(t_probs, topics, t_truth, shifts["topic"]),
-            "sentiment_shifted": accuracy(s_probs, sentiments, s_truth, shifts["sentiment"]),
+            "topic_shifted": accuracy(t_probs, topics, t_truth, shifts.get("topic")),
+            "sentiment_shifted": accuracy(s_probs, sentiments, s_truth, shifts.get("sentiment")),
             "predicted_neutral": float(np.mean(s_probs.argmax(1) == sentiments.index("neutral"))),
         }
         epochs.append(row)

@@ -258,9 +258,9 @@ def _refine_top_layer(
     bar: float,
 ) -> dict[str, Any]:
     """The layer plan keeps the lowest k layers fp32; often one projection of the k-th is what
-    needed it. Try keeping only that layer's single most fragile projection fp32 (each in turn,
-    with the plan's smoothing): the first that clears `bar` with the best agreement replaces the
-    whole-layer plan, which stays otherwise. Cost: one quantisation and one validation per
+    needed it. Try keeping only one projection of that layer fp32 (each in turn, with the plan's
+    smoothing): of those that clear `bar`, the best-agreeing replaces the whole-layer plan, which
+    stays otherwise. Cost: one quantisation and one validation per
     projection (four in a BERT layer)."""
     import onnx
 
