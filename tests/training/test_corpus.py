@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from training.corpus import build, feeds, grammar, real_eval, style, vocab
+from training.corpus import build, feeds, grammar, handwritten, real_eval, style, vocab
 from training.corpus.labels import SENTIMENTS, TOPICS
 from training.corpus.phrases import all_phrases
 from training.corpus.vocab import POOLS
@@ -164,8 +164,10 @@ def test_wire_and_social_styles_are_present() -> None:
 
 
 def test_social_feed_register_is_present() -> None:
-    """Links, hashtags, cashtag leads, credits and cut lines, as real feeds carry them."""
-    texts = [r["text"] for r in corpus_rows()]
+    """Links, hashtags, cashtag leads, credits and cut lines, as real feeds carry them (on the
+    template rows: `style.register` dresses those; the hand-written lines come in their own register)."""
+    written = {" ".join(t.split()) for t, _, _ in handwritten.read_all()}
+    texts = [r["text"] for r in corpus_rows() if r["text"] not in written]
     n = len(texts)
     assert sum("https://t.co/" in t for t in texts) / n >= 0.4
     assert sum(t.count("https://t.co/") == 2 for t in texts) >= 200
@@ -412,6 +414,82 @@ def test_feeds_use_held_out_names_and_never_repeat_training_rows() -> None:
     assert seen_holdout >= 1000
 
 
+# --- the hand-written lines ------------------------------------------------------------------------
+
+
+def test_hand_written_lines_are_valid_and_all_in_the_corpus() -> None:
+    written = handwritten.read_all()
+    # a few hundred per file; what the written lines are for (register, neutral-heavy) needs volume
+    assert len(written) >= 1500, len(written)
+    topics = Counter(t for _, t, _ in written)
+    assert set(topics) == set(TOPICS), f"topics without hand-written lines: {set(TOPICS) - set(topics)}"
+    neutral = sum(1 for _, _, s in written if s == "neutral") / len(written)
+    assert 0.4 <= neutral <= 0.65, f"hand-written lines are {neutral:.0%} neutral"
+    corpus = {" ".join(r["text"].lower().split()) for r in corpus_rows()}
+    missing = [t for t, _, _ in written if " ".join(t.lower().split()) not in corpus]
+    # only repeats and lines outside the length bounds may be left out
+    assert len(missing) <= len(written) // 50, (
+        f"{len(missing)} hand-written lines not in the corpus: {missing[:3]}"
+    )
+
+
+def test_templates_only_build_skips_the_hand_written_lines() -> None:
+    few = {"negative": 2, "neutral": 2, "positive": 2}
+    assert len(build.build_rows(seed=3, per_topic=few, written=[])) == 20 * 6
+    extra = [
+        ("Quillmere Foods opens its third bakery in Tartu this spring", "Company | Product News", "neutral")
+    ]
+    rows = build.build_rows(seed=3, per_topic=few, written=extra)
+    assert len(rows) == 20 * 6 + 1 and extra[0][0] in {r.text for r in rows}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("text,label\nhello there,Markets\n", "header must be text,topic,sentiment"),
+        ("text,topic,sentiment\nRates steady at the bank,Fed,neutral\n", "2: unknown topic 'Fed'"),
+        (
+            "text,topic,sentiment\nok line,Markets,neutral\nStocks up,Markets,bullish\n",
+            "3: unknown sentiment",
+        ),
+        ("text,topic,sentiment\n,Markets,neutral\n", "2: empty text"),
+        ("text,topic,sentiment\nStocks up,Markets\n", "2: expected 3 fields"),
+    ],
+)
+def test_a_bad_hand_written_row_names_its_file_and_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "lines.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(handwritten.WrittenRowError, match=re.escape(message)) as err:
+        handwritten.read_all(tmp_path)
+    assert str(path) in str(err.value)
+
+
+# --- the realistic dev feed ------------------------------------------------------------------------
+
+DEV_FEED = ROOT / "data" / "dev_feed.csv"
+
+
+def test_dev_feed_is_fully_labelled_neutral_heavy_and_covers_every_topic() -> None:
+    with open(DEV_FEED, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) >= 700
+    assert all(r["topic"] in TOPICS and r["sentiment"] in SENTIMENTS for r in rows)
+    topics = Counter(r["topic"] for r in rows)
+    assert min(topics[t] for t in TOPICS) >= 15, topics  # enough per class for a per-class F1
+    neutral = sum(r["sentiment"] == "neutral" for r in rows) / len(rows)
+    assert 0.55 <= neutral <= 0.7, f"a real feed is mostly neutral; the dev feed is {neutral:.0%}"
+
+
+def test_dev_feed_is_written_apart_from_the_training_rows() -> None:
+    """Model selection on rows that echo the training text would reward memorising it."""
+    from bench.overlap import shared_runs
+
+    with open(DEV_FEED, newline="", encoding="utf-8") as fh:
+        dev = [r["text"] for r in csv.DictReader(fh)]
+    shared = shared_runs(dev, [r["text"] for r in corpus_rows()], 9)
+    assert not shared, f"dev rows sharing nine words in a row with the corpus: {shared[:3]}"
+
+
 # --- what the docs say about the corpus -----------------------------------------------------------
 
 
@@ -440,7 +518,12 @@ def test_model_card_states_real_figures_only_for_the_data_they_were_measured_on(
     matching = "\n".join(real_eval.model_card_section({"data_fingerprint": "sha256:abc"}, _fake_record()))
     assert "| `topics.csv` | topic | 1,700 | 0.712 | 0.610 |" in matching
     assert "| `tone.csv` | sentiment | 950 | 0.801 | 0.700 |" in matching
-    assert "in-corpus" in matching
+    assert "a split of the training data itself" in matching
+    # validated on a separate file: the card says which, and that it is not real news
+    on_dev = {"data_fingerprint": "sha256:abc", "training_config": {"valid": "data/dev_feed.csv"}}
+    assert "`data/dev_feed.csv`, rows written for the project" in "\n".join(
+        real_eval.model_card_section(on_dev, _fake_record())
+    )
     other = "\n".join(real_eval.model_card_section({"data_fingerprint": "sha256:def"}, _fake_record()))
     assert "Not measured for this training data" in other and "0.712" not in other
     assert "Not measured" in "\n".join(real_eval.model_card_section({"data_fingerprint": "x"}, {}))

@@ -3,8 +3,9 @@
 Every topic x sentiment cell gets a fixed number of headlines, drawn by cycling through that cell's
 templates in a shuffled order (so every sentence shape is used, none dominates), rendered with
 the `train` entity pool, decorated in wire style, and kept only if new, 4-35 words long; then it is
-dressed as a social feed would carry it (links, hashtags, cashtag leads, `style.register`). Then a
-slice of rows loses one label, as in real partially labelled data, and the rows are shuffled. One
+dressed as a social feed would carry it (links, hashtags, cashtag leads, `style.register`). The
+hand-written lines of `training/corpus/written/` (`handwritten`) join them as they are, less any
+that repeat a row already taken. Then a slice of rows loses one label, as in real partially labelled data, and the rows are shuffled. One
 `random.Random(seed)` drives all of it, so the same seed gives a byte-identical file.
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.corpus import style, tails
+from training.corpus import handwritten, style, tails
 from training.corpus.grammar import Slots, fill, render
 from training.corpus.labels import SENTIMENTS, TOPICS
 from training.corpus.phrases import Table, all_phrases
@@ -113,8 +114,13 @@ def take_unique(
 
 
 def build_rows(
-    seed: int = DEFAULT_SEED, pool: str = "train", per_topic: dict[str, int] | None = None
+    seed: int = DEFAULT_SEED,
+    pool: str = "train",
+    per_topic: dict[str, int] | None = None,
+    written: list[tuple[str, str, str]] | None = None,
 ) -> list[Row]:
+    """The corpus: template rows for every cell, then the hand-written rows (`handwritten.read_all()`
+    unless `written` is given; pass [] for templates only)."""
     table = all_phrases()
     check_table(table)
     rng = random.Random(seed)
@@ -126,6 +132,11 @@ def build_rows(
             n = (per_topic or PER_TOPIC_OVERRIDES.get(topic, PER_TOPIC))[sentiment]
             for text, slots in take_unique(source, n, seen, f"{topic}/{sentiment}"):
                 rows.append(Row(style.register(text, slots, rng), topic, sentiment))
+    for text, topic, sentiment in handwritten.read_all() if written is None else written:
+        key = " ".join(text.lower().split())
+        if key not in seen and MIN_WORDS <= len(text.split()) <= MAX_WORDS:
+            seen.add(key)
+            rows.append(Row(text, topic, sentiment))
     rows = blank_some_labels(rows, rng)
     rng.shuffle(rows)
     return rows
@@ -170,8 +181,11 @@ def distribution(rows: list[Row], table: Table | None = None) -> str:
     cells = Counter((r.topic, r.sentiment) for r in rows if r.topic and r.sentiment)
     topic_only = sum(1 for r in rows if r.topic and not r.sentiment)
     sentiment_only = sum(1 for r in rows if r.sentiment and not r.topic)
+    texts = {" ".join(r.text.lower().split()) for r in rows}
+    written = sum(1 for text, _, _ in handwritten.read_all() if " ".join(text.lower().split()) in texts)
     return (
-        f"{sum(per_cell):,} headline templates ({min(per_cell)}–{max(per_cell)} per topic×sentiment cell). "
+        f"{sum(per_cell):,} headline templates ({min(per_cell)}–{max(per_cell)} per topic×sentiment cell) "
+        f"and {written:,} hand-written lines. "
         f"Distribution: {len(rows):,} rows; {len(topics)} topics with {min(topics.values())}–"
         f"{max(topics.values())} rows each; sentiment {sentiments['negative']:,} negative, "
         f"{sentiments['neutral']:,} neutral, {sentiments['positive']:,} positive; {topic_only} rows carry "
@@ -189,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=int, default=DEFAULT_SEED, help="generator seed (default: %(default)s)"
     )
     args = parser.parse_args(argv)
-    rows = build_rows(args.seed)
+    try:
+        rows = build_rows(args.seed)
+    except handwritten.WrittenRowError as err:
+        print(f"corpus: {err}", file=sys.stderr)
+        return 2
     write_csv(rows, args.out)
     both = sum(1 for r in rows if r.topic and r.sentiment)
     print(f"wrote {len(rows)} rows ({both} fully labelled) to {args.out}", file=sys.stderr)
