@@ -11,7 +11,10 @@ DATA ?= data/starter_corpus.csv
 # The starter corpus's label mix is artificial (balanced topics); the default model is shifted to the
 # mix of real feeds (data/feed_prior.json, training/prior.py). Other data: no shift unless FEED_PRIOR=FILE.
 FEED_PRIOR ?= $(if $(filter data/starter_corpus.csv,$(DATA)),data/feed_prior.json)
-VALID ?=
+# For the starter corpus, also: stop on, and fit the sentiment bias on, data/dev_feed.csv, rows
+# written apart from the corpus in a real feed's register and label mix (training/prior.py).
+VALID ?= $(if $(filter data/starter_corpus.csv,$(DATA)),data/dev_feed.csv)
+BIAS_FIT ?= $(if $(filter data/starter_corpus.csv,$(DATA)),data/dev_feed.csv)
 LABEL_MAP ?=
 BASE_MODEL ?=
 EPOCHS ?=
@@ -64,8 +67,8 @@ corpus: setup ## rebuild the starter corpus and the recorded test feeds from the
 	$(PY) -m training.corpus.build --out data/starter_corpus.csv
 	$(PY) -m training.corpus.feeds --out-dir tests/feeds
 
-train-export: setup ## train -> evaluate -> export -> validate  [DATA=a,b VALID= LABEL_MAP= BASE_MODEL= EPOCHS= FEED_PRIOR=]
-	$(BIN)/finsent train --data "$(DATA)" $(if $(VALID),--valid "$(VALID)") $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FEED_PRIOR),--feed-prior $(FEED_PRIOR)) --out $(ARTIFACTS)
+train-export: setup ## train -> evaluate -> export -> validate  [DATA=a,b VALID= LABEL_MAP= BASE_MODEL= EPOCHS= FEED_PRIOR= BIAS_FIT=]
+	$(BIN)/finsent train --data "$(DATA)" $(if $(VALID),--valid "$(VALID)") $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FEED_PRIOR),--feed-prior $(FEED_PRIOR)) $(if $(BIAS_FIT),--bias-fit $(BIAS_FIT)) --out $(ARTIFACTS)
 
 # The teacher's PyTorch checkpoint must exist: train it with `finsent train --checkpoint-dir runs`.
 distill: setup ## a smaller student from a fine-tuned teacher -> artifacts/students  [TEACHER= LAYERS=3 SELECT=first|spread DATA=]
@@ -87,7 +90,7 @@ bench: setup ## baselines vs finsent scoring + end to end; docs/BENCHMARKS.md  [
 	src=$$($(PY) -c 'import json,sys; print(json.load(open(sys.argv[1])).get("exported_from") or "-")' $(ARTIFACTS)/latest/manifest.json 2>/dev/null); \
 	if [ ! -e $(ARTIFACTS)/latest/manifest.json ] || { [ ! -e "runs/$$v/checkpoint.json" ] && [ ! -e "$$src/checkpoint.json" ]; }; then \
 		echo "bench: no artifact with a PyTorch checkpoint; training one (finsent train --checkpoint-dir runs)"; \
-		$(BIN)/finsent train --data $(DATA) $(if $(FEED_PRIOR),--feed-prior $(FEED_PRIOR)) --out $(ARTIFACTS) --checkpoint-dir runs || exit 1; \
+		$(BIN)/finsent train --data $(DATA) $(if $(VALID),--valid $(VALID)) $(if $(FEED_PRIOR),--feed-prior $(FEED_PRIOR)) $(if $(BIAS_FIT),--bias-fit $(BIAS_FIT)) --out $(ARTIFACTS) --checkpoint-dir runs || exit 1; \
 	fi
 	HF_HUB_OFFLINE=1 $(PY) -m bench.run --model $(ARTIFACTS)/latest $(if $(QUICK),--quick) $(if $(N),--n $(N))
 

@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.add_argument("--prior", default="data/feed_prior.json", help="feed prior for the shifted figures")
     p.add_argument("--label", default="", help="a name for this recipe in the output")
+    p.add_argument(
+        "--calibrate",
+        default="data/dev_feed.csv",
+        help="labelled project rows to fit each head's bias shift on (training/prior.fit_bias_shift), "
+        "reported beside the feed prior; '' to skip (default: %(default)s)",
+    )
     args = p.parse_args(ours)
     if not (args.data_dir / TOPIC_FILE).is_file() or not (args.data_dir / SENTIMENT_FILE).is_file():
         print(
@@ -73,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.cli import build_parser
     from training.commands import train_config
     from training.inference import predict_probs, tokenize
+    from training.prior import fit_bias_shift
     from training.text import strip_urls
     from training.train import build_tokenizer, feed_prior_shifts, fit, prepare_data
 
@@ -96,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     pad_id = int(tokenizer.pad_token_id)
     epochs: list[dict[str, Any]] = []
+    dev_ids: list[list[int]] = []
+    if args.calibrate:
+        import pandas as pd
+
+        dev = pd.read_csv(args.calibrate)
+        dev_ids = tokenize(tokenizer, list(dev.text), config.max_length)
+        dev_truth = {
+            "topic": np.array([topics.index(t) if t in topics else -1 for t in dev.topic]),
+            "sentiment": np.array([sentiments.index(s) if s in sentiments else -1 for s in dev.sentiment]),
+        }
 
     def on_epoch(epoch: int, model: Any) -> None:
         model.eval()
@@ -109,10 +126,25 @@ def main(argv: list[str] | None = None) -> int:
             "sentiment_shifted": accuracy(s_probs, sentiments, s_truth, shifts.get("sentiment")),
             "predicted_neutral": float(np.mean(s_probs.argmax(1) == sentiments.index("neutral"))),
         }
+        if dev_ids:
+            d_topic, d_sent = predict_probs(model, dev_ids, pad_id, config.eval_batch_size)
+            fitted = {
+                "topic": fit_bias_shift(np.log(d_topic + 1e-12), dev_truth["topic"]),
+                "sentiment": fit_bias_shift(np.log(d_sent + 1e-12), dev_truth["sentiment"]),
+            }
+            row["topic_calibrated"] = accuracy(t_probs, topics, t_truth, fitted["topic"])
+            row["sentiment_calibrated"] = accuracy(s_probs, sentiments, s_truth, fitted["sentiment"])
+            row["sentiment_shift"] = [round(float(x), 3) for x in fitted["sentiment"]]
         epochs.append(row)
         print(
             f"bench-transfer: epoch {epoch}: real topic {row['topic']:.3f} sentiment {row['sentiment']:.3f}; "
-            f"with the feed prior {row['topic_shifted']:.3f} / {row['sentiment_shifted']:.3f}",
+            f"with the feed prior {row['topic_shifted']:.3f} / {row['sentiment_shifted']:.3f}"
+            + (
+                f"; bias fitted on {args.calibrate} {row['topic_calibrated']:.3f} / "
+                f"{row['sentiment_calibrated']:.3f}"
+                if dev_ids
+                else ""
+            ),
             flush=True,
         )
 

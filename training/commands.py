@@ -42,6 +42,14 @@ def _add_column_args(p: argparse.ArgumentParser, label_map: bool = True) -> None
     )
 
 
+def _heads(text: str) -> tuple[str, ...]:
+    heads = tuple(h.strip() for h in text.split(",") if h.strip())
+    unknown = [h for h in heads if h not in ("topic", "sentiment")]
+    if not heads or unknown:
+        raise argparse.ArgumentTypeError(f"expected topic and/or sentiment, comma-separated; got {text!r}")
+    return heads
+
+
 def _head_weights(text: str) -> tuple[float, float]:
     """`--head-weights 1,2` -> (1.0, 2.0); argparse turns the ValueError into a usage error (exit 2)."""
     parts = text.split(",")
@@ -136,6 +144,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="JSON of head -> {label: share}: the label mix the model will meet; the heads are shifted "
         "from the training mix to it after training (training/prior.py; make train-export passes "
         "data/feed_prior.json for the starter corpus). Default: no shift",
+    )
+    p.add_argument(
+        "--bias-fit",
+        metavar="FILE",
+        help="labelled rows in the register the model will meet (same columns as --data): after training "
+        "and the feed prior, the bias of each head in --bias-fit-heads is fitted on them "
+        "(training/prior.py; make train-export passes data/dev_feed.csv for the starter corpus). "
+        "Default: none",
+    )
+    p.add_argument(
+        "--bias-fit-heads",
+        type=_heads,
+        default=d["bias_fit_heads"],
+        metavar="HEADS",
+        help="comma-separated heads --bias-fit fits: topic, sentiment (default: sentiment)",
     )
     p.add_argument(
         "--rdrop",
@@ -313,6 +336,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         lora_r=args.lora_r,
         lora_alpha=2 * args.lora_r,
         feed_prior=args.feed_prior,
+        bias_fit=args.bias_fit,
+        bias_fit_heads=args.bias_fit_heads,
         rdrop=args.rdrop,
         fgm=args.fgm,
         head_weights=args.head_weights,

@@ -131,6 +131,12 @@ def model_card(manifest: dict[str, Any], reports: dict[str, dict[str, Any]]) -> 
             f"heads shifted to the label mix of `{cfg['feed_prior']}` after training (training/prior.py)"
             if cfg.get("feed_prior")
             else "heads as trained (no feed prior)"
+        )
+        + (
+            f"; {', '.join(cfg.get('bias_fit_heads') or ())} bias fitted on `{cfg['bias_fit']}` "
+            "(training/prior.fit_bias_shift)"
+            if cfg.get("bias_fit")
+            else ""
         ),
     ]
     if student := manifest.get("distilled_from"):

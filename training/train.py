@@ -29,7 +29,7 @@ from training.export import ExportOptions
 from training.inference import bar_interval, head_reports, predict_probs, tokenize
 from training.metrics import summarize
 from training.package import PackageInput, package_artifact
-from training.prior import prior_shift, read_feed_prior, shift_head_bias
+from training.prior import fit_bias_shift, prior_shift, read_feed_prior, shift_head_bias
 from training.text import strip_urls
 
 log = logging.getLogger(__name__)
@@ -334,6 +334,8 @@ def fit(
     train, valid = prepare_data(config)  # data errors surface before torch is even imported
     # the feed prior is read and checked against the data's labels now, not after the training
     shifts = feed_prior_shifts(train, config.feed_prior) if config.feed_prior else {}
+    # read now, so a bad --bias-fit file stops the run before any training
+    bias_rows = load_bias_fit_rows(config, train) if config.bias_fit else None
     import torch
 
     from training.model import class_weights, masked_cross_entropy
@@ -380,7 +382,36 @@ def fit(
             f"feed prior {config.feed_prior}: {head} logits shifted {shift[lo]:+.2f} ({labels[lo]}) .. "
             f"{shift[hi]:+.2f} ({labels[hi]})"
         )
+    if bias_rows is not None:
+        fit_head_biases(model, tokenizer, bias_rows, config, say)
     return evaluated(model, tokenizer, (train, valid), valid_ids, config, history, best_epoch, started)
+
+
+def load_bias_fit_rows(config: TrainConfig, train: Dataset) -> Dataset:
+    """The --bias-fit rows, in the trained model's label order (a topic it lacks is an error)."""
+    assert config.bias_fit
+    return load_dataset(
+        config.bias_fit, columns=config.columns, topics=train.topic_labels, label_map=config.label_map
+    )
+
+
+def fit_head_biases(
+    model: Any, tokenizer: Any, rows: Dataset, config: TrainConfig, say: Callable[[str], None]
+) -> None:
+    """Fit each head's bias on `rows` (training/prior.fit_bias_shift) and fold it into the head."""
+    model.eval()
+    ids = tokenize(tokenizer, rows.texts, config.max_length)
+    topic_p, sent_p = predict_probs(model, ids, int(tokenizer.pad_token_id), config.eval_batch_size)
+    for head in config.bias_fit_heads:
+        probs, truth, labels = (
+            (topic_p, rows.topics, rows.topic_labels)
+            if head == "topic"
+            else (sent_p, rows.sentiments, rows.sentiment_labels)
+        )
+        shift = fit_bias_shift(np.log(probs + 1e-12), truth)
+        shift_head_bias(model.topic_head if head == "topic" else model.sentiment_head, shift)
+        moved = ", ".join(f"{label} {value:+.2f}" for label, value in zip(labels, shift, strict=True))
+        say(f"bias fitted on {config.bias_fit} ({int((truth >= 0).sum())} rows): {head} logits {moved}")
 
 
 def feed_prior_shifts(train: Dataset, path: str) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ import torch
 from models.errors import ConfigError
 from pipeline.cli import main
 from tests.support.tiny_models import TinyVocabulary, write_csv
-from training.prior import prior_shift, read_feed_prior, shift_head_bias
+from training.prior import fit_bias_shift, prior_shift, read_feed_prior, shift_head_bias
 
 
 def _write(path: Path, obj: object) -> Path:
@@ -153,3 +153,95 @@ def test_fit_shifts_the_trained_heads_by_the_prior(tmp_path: Path) -> None:
         np.testing.assert_allclose(
             (linear.bias.detach() - trained[head]).numpy(), expected, rtol=1e-5, atol=1e-6
         )
+
+
+# --- a shift fitted on labelled rows ---------------------------------------------------------------
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_fitted_shift_undoes_a_models_lean_towards_one_class() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.choice(3, 3000, p=[0.2, 0.6, 0.2])
+    # informative logits (the true class gets +1.5) plus a lean: class 0 +1, class 1 -1
+    logits = rng.normal(0, 1, (3000, 3)) + 1.5 * np.eye(3)[truth] + np.array([1.0, -1.0, 0.0])
+    before = np.mean(logits.argmax(1) == truth)
+    shift = fit_bias_shift(logits, truth, l2=0.0)
+    after = np.mean((logits + shift).argmax(1) == truth)
+    assert after > before + 0.05, (before, after)
+    # the lean is undone and then some, towards the mix the rows carry (neutral-heavy)
+    assert shift[1] - shift[0] > 2.0
+    assert abs(shift.sum()) < 1e-9  # centred
+    # at the optimum, mean predicted probabilities match the label shares (the intercept condition)
+    np.testing.assert_allclose(_softmax(logits + shift).mean(0), np.bincount(truth) / len(truth), atol=0.01)
+
+
+def test_fitted_shift_ignores_unlabelled_rows_and_is_held_back_by_l2() -> None:
+    rng = np.random.default_rng(1)
+    truth = rng.choice(3, 500)
+    logits = rng.normal(0, 1, (500, 3))
+    with_blank = np.concatenate([truth, -np.ones(200, dtype=int)])
+    more = np.concatenate([logits, rng.normal(0, 1, (200, 3)) + [9.0, 0, 0]])
+    np.testing.assert_allclose(fit_bias_shift(more, with_blank), fit_bias_shift(logits, truth), atol=1e-9)
+    loose, tight = (
+        fit_bias_shift(logits + [2.0, 0, 0], truth),
+        fit_bias_shift(logits + [2.0, 0, 0], truth, l2=1.0),
+    )
+    assert np.abs(tight).max() < np.abs(loose).max()
+    assert not fit_bias_shift(logits, -np.ones(500, dtype=int)).any()  # no labels: no shift
+
+
+def test_fit_fits_the_sentiment_bias_on_the_given_rows(tmp_path: Path) -> None:
+    """--bias-fit: after training, the sentiment head's bias moves by the shift fitted on the file;
+    the topic head (not in bias_fit_heads) is left as trained."""
+    import dataclasses
+
+    from tests.support.tiny_models import tiny_config
+    from training.inference import predict_probs, tokenize
+    from training.train import build_tokenizer, fit, load_bias_fit_rows
+
+    # calibration rows with a mix unlike training's: mostly negative
+    rows = TinyVocabulary(("IPO", "Macro")).rows(per_topic=12, seed=5)
+    skewed = [r for r in rows if r["sentiment"] == "negative"] * 3 + rows
+    cal = write_csv(tmp_path / "cal.csv", skewed)
+    config = dataclasses.replace(
+        tiny_config(tmp_path, ("IPO", "Macro"), per_topic=20), epochs=1, patience=1, bias_fit=str(cal)
+    )
+    trained: dict[str, torch.Tensor] = {}
+
+    def keep(_epoch: int, model: torch.nn.Module) -> None:
+        trained["topic"] = model.topic_head.bias.detach().clone()
+        trained["sentiment"] = model.sentiment_head.bias.detach().clone()
+
+    lines: list[str] = []
+    result = fit(config, say=lines.append, on_epoch=keep)
+    assert torch.equal(result.model.topic_head.bias.detach(), trained["topic"])
+    moved = (result.model.sentiment_head.bias.detach() - trained["sentiment"]).numpy()
+    # the fitted shift, recomputed from the as-trained model's probabilities on the same rows
+    result.model.sentiment_head.bias.data.copy_(trained["sentiment"])
+    calibration = load_bias_fit_rows(config, result.train)
+    tokenizer = build_tokenizer(config.resolved_base_model())
+    ids = tokenize(tokenizer, calibration.texts, config.max_length)
+    _, probs = predict_probs(result.model, ids, int(tokenizer.pad_token_id), config.eval_batch_size)
+    expected = fit_bias_shift(np.log(probs + 1e-12), calibration.sentiments)
+    np.testing.assert_allclose(moved, expected, atol=1e-4)
+    assert expected[result.train.sentiment_labels.index("negative")] > 0  # towards the file's mix
+    assert any(line.startswith(f"bias fitted on {cal} (") for line in lines)
+
+
+def test_a_bad_bias_fit_file_stops_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_csv(tmp_path / "d.csv", TinyVocabulary(("IPO", "Macro")).rows(per_topic=5, seed=0))
+    bad = tmp_path / "cal.csv"
+    bad.write_text("text,topic,sentiment\nA listing on the exchange,IPO,sideways\n", encoding="utf-8")
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "art"), "--topics", "data"]
+    assert main([*args, "--bias-fit", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "cal.csv" in err and "sideways" in err and "Traceback" not in err and "epoch" not in err
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--bias-fit", str(data), "--bias-fit-heads", "tone"])
+    assert exit_.value.code == 2 and "--bias-fit-heads" in capsys.readouterr().err

@@ -94,6 +94,8 @@ RECIPE_KEYS = (
     "class_weighting",
     "strip_urls",
     "feed_prior",
+    "bias_fit",
+    "bias_fit_heads",
     "rdrop",
     "fgm",
 )
@@ -110,6 +112,14 @@ def load_record(path: Path = RECORD) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+
+
+def validation_source(manifest: dict[str, Any]) -> str:
+    """Where an artifact's validation figures come from, in words for its card."""
+    valid = manifest.get("training_config", {}).get("valid")
+    if not valid:
+        return "a split of the training data itself"
+    return f"`{valid}`, rows written for the project apart from the training data, not real news"
 
 
 def model_card_section(manifest: dict[str, Any], record: dict[str, Any] | None = None) -> list[str]:
@@ -131,14 +141,19 @@ def model_card_section(manifest: dict[str, Any], record: dict[str, Any] | None =
         or not same_recipe(manifest, record)
     ):
         lines += [
-            "Not measured for this training data and recipe. The validation figures above come from a split of the",
-            "training data itself; on real headlines expect less. See " + BENCHMARKS_SECTION + ".",
+            "Not measured for this training data and recipe. The validation figures above come from "
+            + validation_source(manifest)
+            + "; on real headlines expect less. See "
+            + BENCHMARKS_SECTION
+            + ".",
             "",
         ]
         return lines
     lines += [
         f"Measured on model {record['model_version']}, trained on this same data (fingerprint match), scored",
-        "through ONNX Runtime as deployed. The validation figures above are in-corpus; these are not:",
+        "through ONNX Runtime as deployed. The validation figures above come from "
+        + validation_source(manifest)
+        + "; these do not:",
         "",
         "| set | head | rows | accuracy | macro-F1 |",
         "| --- | --- | ---: | ---: | ---: |",
