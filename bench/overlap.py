@@ -3,7 +3,7 @@
 The starter corpus, its hand-written lines and the dev feed are written for the project; the real
 sets in `../shared/data` (or `$FINSENT_REAL_DATA`) are third-party text that must never be copied or
 paraphrased into the repository. This check lists every project row that shares a run of `--n`
-consecutive words (lower-cased, links and cashtags dropped, numbers masked) with any real row: nine
+consecutive words (lower-cased, links, cashtags, handles and hashtags dropped, numbers masked) with any real row: nine
 by default, since runs of eight occur in boilerplate both sides write independently ("CEO <name> on
 Q2 <year> Results - Earnings Call Transcript"), while nine shared words in a row mean a copied
 sentence. It
@@ -25,12 +25,12 @@ from bench.accuracy import DEFAULT_DATA_DIR
 
 OURS = (Path("data/starter_corpus.csv"), Path("data/dev_feed.csv"))
 REAL = ("twitter_topic_train.csv", "twitter_sentiment_train.csv")
-_DROP = re.compile(r"https?://\S+|\$[A-Za-z]{1,6}\b|@\w+")
+_DROP = re.compile(r"https?://\S+|\$[A-Za-z]{1,6}\b|[@#]\w+")
 _WORD = re.compile(r"[a-z]+|\d[\d,.]*")
 
 
 def words(text: str) -> list[str]:
-    """The words that carry a sentence: no links, cashtags or handles; every number the same token."""
+    """The words that carry a sentence: no links, cashtags, handles or hashtags; every number the same token."""
     return ["0" if w[0].isdigit() else w for w in _WORD.findall(_DROP.sub(" ", text).lower())]
 
 

@@ -19,6 +19,8 @@ def all_phrases() -> Table:
             if topic in table:
                 raise ValueError(f"topic {topic!r} defined twice (second time in {module.__name__})")
             table[topic] = {sentiment: list(templates) for sentiment, templates in cells.items()}
+    for sentiment, templates in company.RESULTS.items():
+        table["Financials"][sentiment] += templates  # results as numbers: see company.RESULTS
     for topic, cells in feeds.MORE.items():
         for sentiment, templates in cells.items():
             table[topic][sentiment] += templates  # KeyError names a topic or sentiment the base lacks
