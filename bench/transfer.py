@@ -6,7 +6,9 @@ starter corpus; no export), and after every epoch scores a fixed random sample o
 tweet set (`twitter_topic_train.csv`, `twitter_sentiment_train.csv` in `../shared/data` or
 `$FINSENT_REAL_DATA`; the default model never trains on them) with that epoch's PyTorch weights:
 accuracy per head as trained, and after the feed-prior shift (`training/prior.py`, strength 1) that
-`make train-export` applies to the default model. Without the sets it says so and exits 0. The
+`make train-export` applies to the default model, and with each head's bias fitted on the
+`--bias-fit` rows (default `data/dev_feed.csv`; `training/prior.fit_bias_shift`, which the default
+applies to sentiment only; recorded as `*_calibrated`). Without the sets it says so and exits 0. The
 texts stay where they are: nothing of them is written anywhere.
 
 `finsent evaluate` on the exported artifact (docs/BENCHMARKS.md, "Default model on real data") is
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prior", default="data/feed_prior.json", help="feed prior for the shifted figures")
     p.add_argument("--label", default="", help="a name for this recipe in the output")
     p.add_argument(
-        "--calibrate",
+        "--bias-fit",
         default="data/dev_feed.csv",
         help="labelled project rows to fit each head's bias shift on (training/prior.fit_bias_shift), "
         "reported beside the feed prior; '' to skip (default: %(default)s)",
@@ -104,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     pad_id = int(tokenizer.pad_token_id)
     epochs: list[dict[str, Any]] = []
     dev_ids: list[list[int]] = []
-    if args.calibrate:
+    if args.bias_fit:
         import pandas as pd
 
-        dev = pd.read_csv(args.calibrate)
+        dev = pd.read_csv(args.bias_fit)
         dev_ids = tokenize(tokenizer, list(dev.text), config.max_length)
         dev_truth = {
             "topic": np.array([topics.index(t) if t in topics else -1 for t in dev.topic]),
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             f"bench-transfer: epoch {epoch}: real topic {row['topic']:.3f} sentiment {row['sentiment']:.3f}; "
             f"with the feed prior {row['topic_shifted']:.3f} / {row['sentiment_shifted']:.3f}"
             + (
-                f"; bias fitted on {args.calibrate} {row['topic_calibrated']:.3f} / "
+                f"; bias fitted on {args.bias_fit} {row['topic_calibrated']:.3f} / "
                 f"{row['sentiment_calibrated']:.3f}"
                 if dev_ids
                 else ""
