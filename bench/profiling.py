@@ -49,7 +49,15 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("metrics (per-message observe/inc)", ("prometheus_client",)),
     ("consumer heartbeat / client I/O threads", ("kafka/coordinator/", "kafka/client_async.py")),
 )
-IDLE = ("select (", "wait (threading.py", "_wait_for_tstate_lock", "sleep (")
+# Leaf frames of a thread that waits: a select, a lock, a sleep, or a run-pool worker with no
+# sub-batch to run (blocked in its queue's get, which py-spy shows as the worker loop itself).
+IDLE = (
+    "select (",
+    "wait (threading.py",
+    "_wait_for_tstate_lock",
+    "sleep (",
+    "_worker (concurrent/futures/thread.py",
+)
 
 
 def profile_scoring(scorer: Any, texts: Sequence[str], batch: int) -> dict[str, Any]:
@@ -70,6 +78,10 @@ def profile_scoring(scorer: Any, texts: Sequence[str], batch: int) -> dict[str, 
         elif func == "pad" and filename.endswith("models/batching.py"):
             parts["padding"] += ct
         elif func == "run" and "onnxruntime" in filename:
+            parts["session run"] += ct
+        elif func == "result_iterator" and "concurrent/futures" in filename:
+            # runs side by side (`Scorer.parallel_runs` > 1) happen in pool threads, which cProfile
+            # does not see: the score thread's wait for them stands for their pad + ORT time
             parts["session run"] += ct
         elif func == "score" and filename.endswith("models/runtime.py"):
             parts["score total"] += ct

@@ -159,11 +159,18 @@ def markdown(results: dict[str, Any]) -> str:
             else ""
         )
         vs_a = f" = **{bound / base:.1f}× baseline A (best)**" if base else ""
+        layouts = ceil.get("gemm_gops_int8_by_runs") or {}
+        by_runs = (
+            "; int8 GOP/s by GEMMs run at once: " + ", ".join(f"{k}: {v:.0f}" for k, v in layouts.items())
+            if len(layouts) > 1
+            else ""
+        )
         lines.append(
             f"- Ceiling (`bench/ceiling.py`): the model does {ceil['macs_per_token'] / 1e6:.1f} M multiply-adds "
             f"per token, {ceil['macs_per_message_mean'] / 1e6:.0f} M per message of this corpus; ONNX Runtime's "
             f"GEMM on the model's shapes ({ceil['gemm_rows']} rows) runs at {ceil['gemm_gflops_fp32']:.0f} GFLOP/s "
-            f"fp32 and {ceil['gemm_gops_int8']:.0f} GOP/s int8 (int8/fp32 = {ceil['int8_over_fp32']:.2f}). "
+            f"fp32 and {ceil['gemm_gops_int8']:.0f} GOP/s int8 (int8/fp32 = {ceil['int8_over_fp32']:.2f}"
+            f"{by_runs}). "
             f"No runtime using these kernels can score more than **{bound:,.0f} msgs/s** here{vs_a}{reach} "
             f"(CPU ISA: {isa_text(m.get('isa'))})."
         )

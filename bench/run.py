@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             row = scoring.bench_variant(artifact, provider, variant, texts, batch, threads=args.threads)
             probs[variant] = row.pop("_preds")
             row["settings"] = f"batch {batch}, sub-batch {row['sub_batch']}" + (
-                ", IO binding" if provider == "cuda" else ""
+                ", IO binding" if provider == "cuda" else f", {row['parallel_runs']} run(s) at once"
             )
             results["rows"].append(row)
         sizes = (16, 64) if args.quick else ((64, 256, 1024) if gpu else (16, 32, 64, 128))
@@ -195,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         results["sweeps"][f"Scorer sub-batch, {deployed} (on {m} texts)"] = [
             {"size": p["sub_batch"], "msgs_per_s": p["msgs_per_s"]} for p in sweep
         ]
+        if not gpu:
+            from models.runtime import cpu_cores
+
+            layouts = sorted({1, int(args.threads or cpu_cores())})
+            runs = scoring.sweep_parallel_runs(artifact, provider, deployed, texts[:m], batch, layouts)
+            results["sweeps"][f"Scorer runs at once, {deployed} (on {m} texts)"] = [
+                {"size": p["parallel_runs"], "msgs_per_s": p["msgs_per_s"]} for p in runs
+            ]
         if reference is not None:
             for variant, got in probs.items():
                 results["agreement"][f"{provider}/{variant}"] = scoring.agreement(reference, got)

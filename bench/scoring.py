@@ -43,6 +43,7 @@ def bench_variant(
         "variant": scorer.variant,
         "batch": batch,
         "sub_batch": scorer.sub_batch,
+        "parallel_runs": scorer.parallel_runs,
         "n": len(texts),
         "seconds": seconds,
         "msgs_per_s": len(texts) / seconds,
@@ -59,6 +60,18 @@ def sweep_sub_batch(
         scorer = make_scorer(artifact, provider, variant, sub_batch=size)
         seconds, _ = run_scorer(scorer, texts, batch)
         out.append({"sub_batch": size, "msgs_per_s": len(texts) / seconds})
+    return out
+
+
+def sweep_parallel_runs(
+    artifact: Artifact, provider: str, variant: str, texts: Sequence[str], batch: int, runs: Sequence[int]
+) -> list[dict[str, Any]]:
+    """msgs/s per layout: `runs` ONNX Runtime runs at once, sharing the cores (sub-batch measured)."""
+    out = []
+    for n in runs:
+        scorer = make_scorer(artifact, provider, variant, parallel_runs=n)
+        seconds, _ = run_scorer(scorer, texts, batch)
+        out.append({"parallel_runs": n, "sub_batch": scorer.sub_batch, "msgs_per_s": len(texts) / seconds})
     return out
 
 

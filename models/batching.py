@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 
@@ -85,14 +86,16 @@ def run_sub_batches(
     *,
     overhead: float | None = RUN_OVERHEAD_TOKENS,
     progress: Callable[[Spans], Iterable[tuple[int, int]]] | None = None,
+    pool: Executor | None = None,
 ) -> tuple[np.ndarray, ...]:
     """`run` over `encoded` in length-sorted, individually padded sub-batches of at most `max_rows`;
     its outputs stacked with one row per sequence, in input order.
 
     `overhead` (tokens per run) plans the cuts with `plan_sub_batches`; None cuts fixed runs of
     `max_rows` (a GPU, where the fixed cost of a run dwarfs padding, or PyTorch). `progress` may
-    wrap the list of spans (a progress bar). Needs at least one sequence: the output widths come
-    from the first run.
+    wrap the list of spans (a progress bar). `pool` runs the sub-batches concurrently (ONNX Runtime
+    releases the GIL inside a run), longest first so that the last one to finish is a short one.
+    Needs at least one sequence: the output widths come from the first run.
     """
     n = len(encoded)
     if n == 0:
@@ -103,10 +106,17 @@ def run_sub_batches(
         spans = fixed_sub_batches(n, max_rows)
     else:
         spans = plan_sub_batches(lengths[order], max_rows, overhead)
+
+    def one(span: tuple[int, int]) -> tuple[np.ndarray, Sequence[np.ndarray]]:
+        idx = order[span[0] : span[1]]
+        return idx, run(*pad([encoded[i] for i in idx], pad_id, lengths[idx]))
+
+    if pool is not None and len(spans) > 1:
+        parts: Iterable[tuple[np.ndarray, Sequence[np.ndarray]]] = pool.map(one, spans[::-1])
+    else:
+        parts = map(one, progress(spans) if progress else spans)
     results: list[np.ndarray] = []
-    for start, end in progress(spans) if progress else spans:
-        idx = order[start:end]
-        outs = run(*pad([encoded[i] for i in idx], pad_id, lengths[idx]))
+    for idx, outs in parts:
         if not results:
             results = [np.empty((n, *out.shape[1:]), dtype=out.dtype) for out in outs]
         for whole, part in zip(results, outs, strict=True):

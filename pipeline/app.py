@@ -73,9 +73,7 @@ class Daemon:
         s = self.settings
         self.scorer = cast(
             ScorerLike,
-            load_scorer(
-                s.model, provider=s.provider, variant=s.variant, threads=s.threads, sub_batch=s.sub_batch
-            ),
+            load_scorer(s.model, **s.scorer_options()),
         )
         self.shadow_scorer = model_lifecycle.load_shadow(s)
 

@@ -36,12 +36,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="artifact directory (default: artifacts/latest)")
     p.add_argument("--provider", choices=("auto", "cuda", "cpu"), help="default: auto (CUDA+fp16 if a GPU)")
     p.add_argument("--variant", choices=("fp32", "fp16", "int8"), help="default: per provider")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--threads", type=int, help="cores ONNX Runtime may use (default: all)")
     p.add_argument(
         "--sub-batch",
         type=int,
         metavar="N",
         help="texts per ONNX Runtime run (default: measured at start-up on CPU, 256 on GPU)",
+    )
+    p.add_argument(
+        "--parallel-runs",
+        type=int,
+        metavar="N",
+        help="ONNX Runtime runs at once, sharing --threads (default: one per core on CPU, 1 on GPU)",
     )
     p.add_argument(
         "--batch-max-messages", type=int, metavar="N", help="micro-batch size bound (default: 256)"
@@ -94,7 +100,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 _SETTING_FLAGS = (
-    "bootstrap_servers", "model", "provider", "variant", "threads", "sub_batch", "batch_max_messages",
+    "bootstrap_servers", "model", "provider", "variant", "threads", "sub_batch", "parallel_runs",
+    "batch_max_messages",
     "max_message_bytes", "topic_partitions", "create_topics", "security_protocol", "sasl_mechanism",
     "sasl_plain_username", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "group_id", "input_topic",
     "scored_topic", "trends_topic", "dlq_topic", "batch_max_wait_ms", "metrics_host", "metrics_port",
@@ -264,13 +271,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from models.runtime import load_scorer
     from pipeline.replay import open_out, replay_direct, write_jsonl
 
-    scorer = load_scorer(
-        settings.model,
-        provider=settings.provider,
-        variant=settings.variant,
-        threads=settings.threads,
-        sub_batch=settings.sub_batch,
-    )
+    scorer = load_scorer(settings.model, **settings.scorer_options())
     result = replay_direct(
         args.file,
         scorer,

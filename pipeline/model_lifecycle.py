@@ -25,9 +25,7 @@ def load_shadow(settings: Settings) -> Any:
     from models.runtime import load_scorer
 
     # One intra-op thread: the shadow may take one core from the serving model, not all of them.
-    return load_scorer(
-        path, provider=settings.provider, variant=settings.variant, threads=1, sub_batch=settings.sub_batch
-    )
+    return load_scorer(path, **{**settings.scorer_options(), "threads": 1, "parallel_runs": 1})
 
 
 def extra_topics(settings: Settings, shadow_scorer: Any) -> list[str]:
@@ -80,9 +78,7 @@ class ModelLifecycle:
         def make_scorer(path: Any) -> Any:
             from models.runtime import load_scorer
 
-            return load_scorer(
-                path, provider=s.provider, variant=s.variant, threads=s.threads, sub_batch=s.sub_batch
-            )
+            return load_scorer(path, **s.scorer_options())
 
         def on_outcome(outcome: str, new: Any) -> None:
             self.metrics.model_swaps.labels(outcome=outcome).inc()

@@ -70,6 +70,9 @@ class Settings:
     # Texts per ONNX Runtime run; None: measured at start-up on the CPU (models/runtime.py
     # measure_sub_batch), 256 on a GPU.
     sub_batch: int | None = None
+    # ONNX Runtime runs at once, sharing `threads`; None: one single-threaded run per core on the
+    # CPU (models/runtime.py run_layout), one on a GPU.
+    parallel_runs: int | None = None
     # Model swaps while running (README "Swapping the model"): how often `model` is re-checked
     # (0: only on SIGHUP), and whether a model with other topic labels may replace the running one.
     model_check_interval_s: float = 10.0
@@ -160,6 +163,8 @@ class Settings:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.sub_batch is not None and self.sub_batch < 1:
             raise ConfigError(f"sub_batch must be >= 1, got {self.sub_batch}")
+        if self.parallel_runs is not None and self.parallel_runs < 1:
+            raise ConfigError(f"parallel_runs must be >= 1, got {self.parallel_runs}")
         for name in (
             "group_id",
             "input_topic",
@@ -224,6 +229,16 @@ class Settings:
                 out[name] = "***"
         out["trends"] = dict(self.trends)
         return out
+
+    def scorer_options(self) -> dict[str, Any]:
+        """Keyword arguments of `models.runtime.load_scorer` for the serving model."""
+        return {
+            "provider": self.provider,
+            "variant": self.variant,
+            "threads": self.threads,
+            "sub_batch": self.sub_batch,
+            "parallel_runs": self.parallel_runs,
+        }
 
     def trend_settings(self) -> Any:
         """Build `TrendSettings` from the forwarded values (ConfigError names an unknown field)."""

@@ -123,3 +123,55 @@ def test_scorer_measures_its_sub_batch_unless_given(tiny_artifact: Path) -> None
     assert measured.sub_batch == choose_sub_batch(measured.sub_batch_measured)
     fixed = Scorer(art, provider="cpu", variant="int8", threads=1, sub_batch=48)
     assert fixed.sub_batch == 48 and not fixed.sub_batch_measured
+
+
+def test_run_sub_batches_in_a_pool_runs_longest_first_and_keeps_input_order() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    lengths = [30, 2, 3, 31, 2, 29, 4, 3, 17, 16]
+    encoded = [[100 + i] + [1] * (n - 1) for i, n in enumerate(lengths)]
+    widths: list[int] = []
+    threads: set[str] = set()
+    barrier = threading.Barrier(2, timeout=5)
+    lock = threading.Lock()
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with lock:
+            widths.append(ids.shape[1])
+            threads.add(threading.current_thread().name)
+            first_two = len(widths) <= 2
+        if first_two:
+            barrier.wait()  # the first two runs must be in flight at once, or this times out
+        return _echo(ids, mask)
+
+    serial = run_sub_batches(encoded, _echo, 0, 4)
+    with ThreadPoolExecutor(2, "test-run") as pool:
+        pooled = run_sub_batches(encoded, run, 0, 4, pool=pool)
+    assert [p.tolist() for p in pooled] == [s.tolist() for s in serial]
+    assert len(threads) == 2
+    assert widths[0] == max(lengths)  # the longest run was handed out first
+
+
+def test_run_layout_gives_each_core_its_own_run_on_cpu_and_one_run_on_gpu() -> None:
+    from models.runtime import run_layout
+
+    assert run_layout("cpu", 2, None) == (2, 1)
+    assert run_layout("cpu", 8, 2) == (2, 4)
+    assert run_layout("cpu", 2, 1) == (1, 2)
+    assert run_layout("cpu", 1, 4) == (1, 1)  # never more runs than cores
+    assert run_layout("cuda", None, None) == (1, None)
+    assert run_layout("cuda", 4, 3) == (1, 4)
+
+
+def test_scorer_with_runs_side_by_side_scores_exactly_as_one_run(tiny_artifact: Path) -> None:
+    from models.artifact import load_artifact
+    from models.runtime import Scorer
+
+    art = load_artifact(tiny_artifact)
+    texts = [f"Harbin Foods {'shares ' * (i % 7)}item {i} falls after the report" for i in range(40)]
+    one = Scorer(art, provider="cpu", variant="int8", threads=2, parallel_runs=1, sub_batch=4)
+    two = Scorer(art, provider="cpu", variant="int8", threads=2, parallel_runs=2, sub_batch=4)
+    assert (one.parallel_runs, two.parallel_runs) == (1, 2)
+    for a, b in zip(one.probabilities(texts), two.probabilities(texts), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
