@@ -97,7 +97,12 @@ def test_a_silent_topic_s_surge_fires_and_reprints_do_not(
     before = [r for r in energy if r["window_start_ms"] < ms(surge["start"])]
     # (a model's few misreadings of other news aside)
     assert sum(r["total"] for r in before) <= 10, "the planted topic was meant to be (nearly) silent"
-    assert sum(r["total"] for r in before[-60:]) <= 1, "the hour before the surge was meant to be silent"
+    # The feed's last hour before the surge holds none of the topic; the model may misfile a couple
+    # of lines about an oil company (its guidance, its new chief) under it, and the detector must
+    # still see a quiet topic wake up.
+    last_hour = [r for r in quiet_day() if 0 < ms(surge["start"]) - ms(r["published_at"]) <= 60 * MIN]
+    assert last_hour and not [r for r in last_hour if r["truth"]["topic"] == planted]
+    assert sum(r["total"] for r in before[-60:]) <= 2, "the hour before the surge was meant to be silent"
     # The burst starts at the topic's first window with 5 negative stories (as the model read them: it
     # files some surge headlines under other topics); the spike is active by the burst's 5th window.
     burst_start = next(r["window_start_ms"] for r in energy if r["negative_stories"] >= 5)
