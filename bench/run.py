@@ -191,17 +191,17 @@ def main(argv: list[str] | None = None) -> int:
             results["rows"].append(row)
         sizes = (16, 64) if args.quick else ((64, 256, 1024) if gpu else (16, 32, 64, 128))
         m = min(n, 512)
-        sweep = scoring.sweep_sub_batch(artifact, provider, deployed, texts[:m], batch, sizes)
+        sweep = scoring.sweep(artifact, provider, deployed, texts[:m], batch, "sub_batch", sizes)
         results["sweeps"][f"Scorer sub-batch, {deployed} (on {m} texts)"] = [
-            {"size": p["sub_batch"], "msgs_per_s": p["msgs_per_s"]} for p in sweep
+            {"size": p["size"], "msgs_per_s": p["msgs_per_s"]} for p in sweep
         ]
         if not gpu:
             from models.runtime import cpu_cores
 
             layouts = sorted({1, int(args.threads or cpu_cores())})
-            runs = scoring.sweep_parallel_runs(artifact, provider, deployed, texts[:m], batch, layouts)
+            runs = scoring.sweep(artifact, provider, deployed, texts[:m], batch, "parallel_runs", layouts)
             results["sweeps"][f"Scorer runs at once, {deployed} (on {m} texts)"] = [
-                {"size": p["parallel_runs"], "msgs_per_s": p["msgs_per_s"]} for p in runs
+                {"size": p["size"], "msgs_per_s": p["msgs_per_s"]} for p in runs
             ]
         if reference is not None:
             for variant, got in probs.items():

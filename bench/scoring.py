@@ -51,27 +51,22 @@ def bench_variant(
     }
 
 
-def sweep_sub_batch(
-    artifact: Artifact, provider: str, variant: str, texts: Sequence[str], batch: int, sizes: Sequence[int]
+def sweep(
+    artifact: Artifact,
+    provider: str,
+    variant: str,
+    texts: Sequence[str],
+    batch: int,
+    setting: str,
+    values: Sequence[int],
 ) -> list[dict[str, Any]]:
-    """msgs/s per sub-batch size: the length-sorted chunk ORT runs at once."""
+    """msgs/s of `Scorer.score` per value of one of its settings (`sub_batch`: the length-sorted
+    chunk ORT runs at once; `parallel_runs`: runs side by side), a new scorer for each value."""
     out = []
-    for size in sizes:
-        scorer = make_scorer(artifact, provider, variant, sub_batch=size)
+    for value in values:
+        scorer = make_scorer(artifact, provider, variant, **{setting: value})
         seconds, _ = run_scorer(scorer, texts, batch)
-        out.append({"sub_batch": size, "msgs_per_s": len(texts) / seconds})
-    return out
-
-
-def sweep_parallel_runs(
-    artifact: Artifact, provider: str, variant: str, texts: Sequence[str], batch: int, runs: Sequence[int]
-) -> list[dict[str, Any]]:
-    """msgs/s per layout: `runs` ONNX Runtime runs at once, sharing the cores (sub-batch measured)."""
-    out = []
-    for n in runs:
-        scorer = make_scorer(artifact, provider, variant, parallel_runs=n)
-        seconds, _ = run_scorer(scorer, texts, batch)
-        out.append({"parallel_runs": n, "sub_batch": scorer.sub_batch, "msgs_per_s": len(texts) / seconds})
+        out.append({"size": value, "sub_batch": scorer.sub_batch, "msgs_per_s": len(texts) / seconds})
     return out
 
 
