@@ -20,6 +20,7 @@ loaded libtorch: the daemon must not import torch), and scrapes its /metrics.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -43,6 +44,7 @@ from devstack.procs import free_port
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 FIRST_INPUT = "score stage: first input"
 ASSIGNED = "score stage: partitions assigned"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/<pid>/stat's CPU times
 
 
 class BenchError(RuntimeError):
@@ -119,6 +121,8 @@ class Monitor:
     peak_rss_bytes: int = 0
     torch_loaded: bool = False
     metrics: dict[str, float] = field(default_factory=dict)
+    # (wall clock, CPU seconds the process has used): how many cores it kept busy in a window
+    cpu: list[tuple[float, float]] = field(default_factory=list)
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -136,18 +140,32 @@ class Monitor:
 
     def sample(self, scrape_now: bool = True) -> None:
         try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
             status = Path(f"/proc/{self.pid}/status").read_text()
             if not self.torch_loaded:
                 maps = Path(f"/proc/{self.pid}/maps").read_text()
                 self.torch_loaded = "libtorch" in maps or "/torch/" in maps
         except OSError:
             return
+        # utime and stime are fields 14 and 15, counted after the command name's closing parenthesis
+        fields = stat[stat.rindex(")") + 2 :].split()
+        self.cpu.append((time.time(), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS))
         m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
         if m:
             self.peak_rss_bytes = max(self.peak_rss_bytes, int(m.group(1)) * 1024)
         got = scrape(self.port) if scrape_now else {}
         if got:
             self.metrics = got
+
+    def cores_busy(self, start: float, end: float) -> float | None:
+        """CPU seconds per wall second between two wall-clock times (linear between samples)."""
+        if len(self.cpu) < 2 or end <= start:
+            return None
+        times, used = zip(*self.cpu, strict=True)
+        if start < times[0] or end > times[-1] + self.interval_s * 2:
+            return None
+        a, b = np.interp([start, end], times, used)
+        return float((b - a) / (end - start))
 
     def stop(self) -> None:
         self._stop.set()
@@ -257,7 +275,8 @@ def throughput(
     n = len(messages)
     workdir.mkdir(parents=True, exist_ok=True)
     feed = write_feed(messages, workdir / "throughput.jsonl", interval_s=0.05)
-    log = workdir / ("daemon-profile.log" if profile_out else "daemon-throughput.log")
+    name = "daemon-profile" if profile_out else "daemon-throughput"
+    log = workdir / (name + ("-serial" if "--no-overlap" in extra else "") + ".log")
     log.unlink(missing_ok=True)
     broker = start_broker(workdir / "tansu-throughput.log")
     daemon = None
@@ -292,6 +311,8 @@ def throughput(
         "mean_batch": scored / batches if batches else None,
         "scoring_seconds_in_daemon": m.get("finsent_batch_scoring_seconds_sum{}"),
         "peak_rss_bytes": daemon.monitor.peak_rss_bytes,
+        # CPU seconds per second in the timed window: how much of the machine the daemon kept busy
+        "daemon_cores_busy": daemon.monitor.cores_busy(first, last_commit),
         "torch_loaded": daemon.monitor.torch_loaded,
         "commits": m.get("finsent_commits_total{stage=score}"),
         "log": str(log),

@@ -205,11 +205,14 @@ class Daemon:
                     self._ended_by_limit.set()
                     if self.agg_stage is None:
                         self.stop.set()
-                    return
+                    break
                 if self._idle_expired(stage):
                     log.info("score stage: idle for %.1fs; done", self.settings.exit_when_idle_s)
                     self._ended_by_limit.set()
-                    return
+                    break
+            # A batch still scoring (the next one's, or the one a signal interrupted) is published
+            # and committed if the broker acknowledges it; otherwise it stays uncommitted.
+            stage.consumed += stage.drain()
 
         self._guard(stage, body)
 

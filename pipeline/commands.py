@@ -50,6 +50,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="ONNX Runtime runs at once, sharing --threads (default: one per core on CPU, 1 on GPU)",
     )
     p.add_argument(
+        "--no-overlap",
+        dest="overlap_batches",
+        action="store_const",
+        const=False,
+        help="score one micro-batch at a time (default: the next batch is scored while the last one "
+        "is published)",
+    )
+    p.add_argument(
         "--batch-max-messages", type=int, metavar="N", help="micro-batch size bound (default: 256)"
     )
     p.add_argument(
@@ -101,7 +109,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 _SETTING_FLAGS = (
     "bootstrap_servers", "model", "provider", "variant", "threads", "sub_batch", "parallel_runs",
-    "batch_max_messages",
+    "overlap_batches", "batch_max_messages",
     "max_message_bytes", "topic_partitions", "create_topics", "security_protocol", "sasl_mechanism",
     "sasl_plain_username", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "group_id", "input_topic",
     "scored_topic", "trends_topic", "dlq_topic", "batch_max_wait_ms", "metrics_host", "metrics_port",

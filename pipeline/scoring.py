@@ -115,19 +115,23 @@ def score_batch(
     """
     if not items:
         return [], []
-    index = StoryIndex() if stories is None else stories
+    predicted, dead = predict_batch(items, scorer)
+    return scored_records(predicted, scorer.version, now_ms=now_ms, stories=stories), dead
 
-    def story(it: NewsItem) -> StoryAssignment:
-        return index.assign(it.text, it.event_time_ms, it.id)
 
+def predict_batch(
+    items: Sequence[NewsItem], scorer: ScorerLike
+) -> tuple[list[tuple[NewsItem, Any]], list[DeadLetter]]:
+    """The model's half of `score_batch`: (item, prediction) pairs in input order, and the items
+    that could not be scored even alone as `scoring_failed` dead letters."""
+    if not items:
+        return [], []
     try:
         preds = scorer.score([it.text for it in items])
-        pairs = list(zip(items, preds, strict=True))
+        return list(zip(items, preds, strict=True)), []
     except Exception as exc:  # the tokenizer and ONNX Runtime raise assorted types
         log.warning("batch of %d failed to score (%s); scoring one by one", len(items), exc)
-    else:
-        return [_record(it, p, scorer.version, now_ms, story(it)) for it, p in pairs], []
-    scored: list[ScoredRecord] = []
+    pairs: list[tuple[NewsItem, Any]] = []
     dead: list[DeadLetter] = []
     for it in items:
         try:
@@ -136,8 +140,22 @@ def score_batch(
             msg = f"{it.origin}: id {it.id!r}: scoring failed: {type(exc).__name__}: {exc}"
             dead.append(DeadLetter("scoring_failed", msg, it.raw, it.origin, it.id))
         else:
-            scored.append(_record(it, pred, scorer.version, now_ms, story(it)))
-    return scored, dead
+            pairs.append((it, pred))
+    return pairs, dead
+
+
+def scored_records(
+    predicted: Sequence[tuple[NewsItem, Any]],
+    version: str,
+    *,
+    now_ms: int,
+    stories: StoryIndex | None = None,
+) -> list[ScoredRecord]:
+    """The other half: a record per prediction, stamped with its story in input order."""
+    index = StoryIndex() if stories is None else stories
+    return [
+        _record(it, p, version, now_ms, index.assign(it.text, it.event_time_ms, it.id)) for it, p in predicted
+    ]
 
 
 @dataclass(frozen=True, slots=True)

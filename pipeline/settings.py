@@ -73,6 +73,9 @@ class Settings:
     # ONNX Runtime runs at once, sharing `threads`; None: one single-threaded run per core on the
     # CPU (models/runtime.py run_layout), one on a GPU.
     parallel_runs: int | None = None
+    # Score the next micro-batch while the last one's records are built, published and committed
+    # (pipeline/stages.py ScoreStage); False: one batch at a time.
+    overlap_batches: bool = True
     # Model swaps while running (README "Swapping the model"): how often `model` is re-checked
     # (0: only on SIGHUP), and whether a model with other topic labels may replace the running one.
     model_check_interval_s: float = 10.0

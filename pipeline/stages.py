@@ -17,6 +17,8 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline import changelog, kafka_io
@@ -28,7 +30,7 @@ from pipeline.kafka_io import Outgoing
 from pipeline.kafka_stage import KafkaStage
 from pipeline.metrics import Metrics
 from pipeline.records import DeadLetter, NewsItem, Origin, parse_message
-from pipeline.scoring import ScoredRecord, ScorerLike, score_batch, ticker_copies
+from pipeline.scoring import ScoredRecord, ScorerLike, predict_batch, scored_records, ticker_copies
 from pipeline.settings import Settings
 from pipeline.stories import StoryIndex
 from pipeline.trends import EventError, TrendRecord, TrendSettings
@@ -89,6 +91,19 @@ def scored_outgoing(
     return out, ok, dead
 
 
+_Predicted = tuple[list[tuple[NewsItem, Any]], list[DeadLetter], str, float]
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A parsed batch whose scoring has started: what `ScoreStage._finish` publishes and commits."""
+
+    batch: list[Any]
+    items: list[NewsItem]
+    dead: list[DeadLetter]  # parse failures so far; scoring and serialising add theirs
+    scoring: Future[_Predicted]  # (item, prediction) pairs, scoring failures, model version, seconds
+
+
 class ScoreStage(KafkaStage):
     name = "score"
 
@@ -106,39 +121,72 @@ class ScoreStage(KafkaStage):
         # a reprint read by another member starts a "first" there too. Novelty across partitions is
         # for the aggregate side, whose news.scored partitions are keyed by topic.
         self.stories = StoryIndex()
+        # One scoring thread: the next batch scores on it while this loop publishes the last one.
+        self._pool = ThreadPoolExecutor(1, "score-batch") if settings.overlap_batches else None
+        self._in_flight: _InFlight | None = None
 
     def step(self) -> int:
-        """One micro-batch: poll, parse, score, publish, commit. Returns the messages handled."""
+        """One micro-batch: poll, parse, start scoring it, then publish and commit the batch before
+        it (scored meanwhile) while this one scores. Returns the messages whose outputs were
+        committed in this step.
+
+        Overlapping keeps both cores busy: ORT's runs use every core while a batch scores, and
+        building, publishing and committing its records is one Python thread that would leave the
+        others idle. Offsets still advance in input order, each only after its batch's outputs are
+        acknowledged; a batch in flight at a rebalance or a stop is dropped uncommitted and re-read.
+        """
         s = self.settings
         if self.reloader is not None:  # between two batches: the only place the model changes
+            # A batch still scoring keeps the scorer it started with; this one is for the next.
             self.scorer = self.reloader.between_batches(self.scorer)
         self.rebalanced = False
         batch = collect_batch(
             self.poll,
             max_messages=s.batch_max_messages,
             max_wait_s=s.batch_max_wait_ms / 1000,
-            idle_poll_s=IDLE_POLL_S,
+            # With a batch scoring, do not wait for input that is not there yet: publish that one.
+            idle_poll_s=0.0 if self._in_flight is not None else IDLE_POLL_S,
         )
-        if self.rebalanced and batch:
-            # Some of these may belong to partitions now owned by another member: drop the batch and
-            # go back to the committed offsets, which is where the new owners start too.
-            log.info("score stage: rebalance during batch assembly; re-reading %d messages", len(batch))
+        if self.rebalanced and (batch or self._in_flight is not None):
+            # Some of these may belong to partitions now owned by another member: drop them and go
+            # back to the committed offsets, which is where the new owners start too.
+            dropped = len(batch) + self._drop_in_flight()
+            log.info("score stage: rebalance during batch assembly; re-reading %d messages", dropped)
             self.rewind()
             return 0
         self.update_lag()
         if not batch:
-            return 0
+            return self.drain()
         if not self.first_input_seen:
             # `make bench` times the stage from this line to the last commit.
             self.first_input_seen = True
             log.info("score stage: first input: %d messages", len(batch))
-        self.process(batch)
-        return len(batch)
+        started = self._start(batch)
+        done = self.drain()  # the batch before, while this one scores
+        self._in_flight = started
+        return done + (self.drain() if self._pool is None else 0)
 
-    def process(self, batch: list[Any]) -> None:
-        from kafka.structs import TopicPartition
+    def drain(self) -> int:
+        """Publish and commit the batch in flight, if any (waiting for its scoring); the messages
+        committed, 0 when stopped before its outputs were acknowledged."""
+        job, self._in_flight = self._in_flight, None
+        return 0 if job is None else self._finish(job)
 
-        s, m = self.settings, self.metrics
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        super().close()
+
+    def _drop_in_flight(self) -> int:
+        job, self._in_flight = self._in_flight, None
+        if job is None:
+            return 0
+        job.scoring.result()  # let its run end; nothing of it is published
+        return len(job.batch)
+
+    def _start(self, batch: list[Any]) -> _InFlight:
+        """Parse `batch` and start scoring it: on the stage's scoring thread, or here without one."""
+        s = self.settings
         items: list[NewsItem] = []
         dead: list[DeadLetter] = []
         bounds, parsed_at_ms = s.event_time_bounds(), _now_ms()
@@ -151,9 +199,28 @@ class ScoreStage(KafkaStage):
                 dead.append(parsed)
             else:
                 items.append(parsed)
-        t0 = time.perf_counter()
-        scored, failed = score_batch(items, self.scorer, now_ms=_now_ms(), stories=self.stories)
-        elapsed = time.perf_counter() - t0
+        scorer = self.scorer
+
+        # Only the model runs on the scoring thread; records and stories (Python, in input order)
+        # are built by this loop in `_finish`, while the next batch is in the model.
+        def predict() -> _Predicted:
+            t0 = time.perf_counter()
+            pairs, failed = predict_batch(items, scorer)
+            return pairs, failed, scorer.version, time.perf_counter() - t0
+
+        if self._pool is not None:
+            return _InFlight(batch, items, dead, self._pool.submit(predict))
+        done: Future[_Predicted] = Future()
+        done.set_result(predict())
+        return _InFlight(batch, items, dead, done)
+
+    def _finish(self, job: _InFlight) -> int:
+        from kafka.structs import TopicPartition
+
+        s, m = self.settings, self.metrics
+        batch, items, dead = job.batch, job.items, job.dead
+        pairs, failed, version, elapsed = job.scoring.result()
+        scored = scored_records(pairs, version, now_ms=_now_ms(), stories=self.stories)
         dead.extend(failed)
         now_ms = _now_ms()
         out, scored, unwritable = scored_outgoing(s.scored_topic, scored, s.scored_tickers_topic)
@@ -164,7 +231,7 @@ class ScoreStage(KafkaStage):
         out.extend(review)
         if not self.publish(out):
             log.warning("score stage: stopping with an unpublished batch of %d (not committed)", len(batch))
-            return
+            return 0
         published_ms = _now_ms()
         offsets: dict[Any, int] = {}
         for rec in batch:
@@ -195,6 +262,7 @@ class ScoreStage(KafkaStage):
             self.monitor.observe(scored)
         if self.shadow is not None:
             self.shadow.offer(scored)
+        return len(batch)
 
 
 class AggregateStage(KafkaStage):

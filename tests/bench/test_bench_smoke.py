@@ -114,6 +114,17 @@ def test_end_to_end_and_latency_run_through_broker_and_daemon(tmp_path: Path, ti
     assert lat["scored"] == lat["n"] == 60 and 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]
 
 
+def test_cores_busy_is_cpu_seconds_per_wall_second_between_samples() -> None:
+    from bench.e2e import Monitor
+
+    m = Monitor(pid=0, port=0)
+    m.cpu = [(100.0, 5.0), (101.0, 6.5), (102.0, 8.5)]  # 1.5 then 2.0 CPU seconds per second
+    assert m.cores_busy(100.0, 102.0) == pytest.approx(1.75)
+    assert m.cores_busy(100.5, 101.5) == pytest.approx((7.5 - 5.75) / 1.0)  # interpolated ends
+    assert m.cores_busy(99.0, 101.0) is None  # starts before the first sample: unknown
+    assert m.cores_busy(101.0, 101.0) is None
+
+
 def test_op_seconds_sums_kernel_time_per_op_type() -> None:
     from bench.profiling import op_seconds
 

@@ -81,8 +81,11 @@ def read_outputs(bs: str, n_inputs: int) -> tuple[list[dict], list[dict]]:
     return scored, dlq
 
 
+# The default scores the next micro-batch while the last one is published; --no-overlap does one
+# batch at a time. Both must give the direct run's windows and account for every input once.
+@pytest.mark.parametrize("overlap", [[], ["--no-overlap"]], ids=["overlapped", "one-at-a-time"])
 def test_spike_day_through_the_daemon_matches_direct(
-    kafka_broker: Broker, corpus_artifact: Path, direct: list[dict], tmp_path: Path
+    kafka_broker: Broker, corpus_artifact: Path, direct: list[dict], tmp_path: Path, overlap: list[str]
 ) -> None:
     bs = kafka_broker.bootstrap
     replay(bs)
@@ -90,7 +93,7 @@ def test_spike_day_through_the_daemon_matches_direct(
     log = tmp_path / "consume.log"
     proc = start_consume(
         log, *consume_args(bs, corpus_artifact, "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
-                           "--exit-when-idle", "5"),
+                           "--exit-when-idle", "5", *overlap),
     )  # fmt: skip
     try:
         assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
