@@ -140,12 +140,14 @@ class ScoreStage(KafkaStage):
             # A batch still scoring keeps the scorer it started with; this one is for the next.
             self.scorer = self.reloader.between_batches(self.scorer)
         self.rebalanced = False
+        # With a batch scoring, take only what has already arrived: waiting for more would hold
+        # that batch's outputs back (under a backlog the consumer's buffer fills a batch at once).
+        scoring = self._in_flight is not None
         batch = collect_batch(
             self.poll,
             max_messages=s.batch_max_messages,
-            max_wait_s=s.batch_max_wait_ms / 1000,
-            # With a batch scoring, do not wait for input that is not there yet: publish that one.
-            idle_poll_s=0.0 if self._in_flight is not None else IDLE_POLL_S,
+            max_wait_s=0.0 if scoring else s.batch_max_wait_ms / 1000,
+            idle_poll_s=0.0 if scoring else IDLE_POLL_S,
         )
         if self.rebalanced and (batch or self._in_flight is not None):
             # Some of these may belong to partitions now owned by another member: drop them and go
