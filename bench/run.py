@@ -310,7 +310,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if e and ceil:
         x = e["msgs_per_s"] / ceil["ceiling_msgs_per_s"]
         figure = f"{x:.0%} ({e['msgs_per_s']:,.0f} of {ceil['ceiling_msgs_per_s']:,.0f} msgs/s)"
-        out.append({"target": "end to end ≥ 50% of the arithmetic ceiling", "figure": figure, "met": x >= 0.5})
+        out.append(
+            {"target": "end to end ≥ 50% of the arithmetic ceiling", "figure": figure, "met": x >= 0.5}
+        )
     if e and s:
         x = e["msgs_per_s"] / s["msgs_per_s"]
         out.append({"target": "end to end ≥ 85% of scoring alone", "figure": f"{x:.0%}", "met": x >= 0.85})
