@@ -124,6 +124,9 @@ class ScoreStage(KafkaStage):
         # One scoring thread: the next batch scores on it while this loop publishes the last one.
         self._pool = ThreadPoolExecutor(1, "score-batch") if settings.overlap_batches else None
         self._in_flight: _InFlight | None = None
+        # Set when a batch's outputs were not acknowledged (stopping): committing a later batch
+        # would move the offsets past it and lose it, so nothing after it is published.
+        self._unpublished = False
 
     def step(self) -> int:
         """One micro-batch: poll, parse, start scoring it, then publish and commit the batch before
@@ -133,7 +136,8 @@ class ScoreStage(KafkaStage):
         Overlapping keeps both cores busy: ORT's runs use every core while a batch scores, and
         building, publishing and committing its records is one Python thread that would leave the
         others idle. Offsets still advance in input order, each only after its batch's outputs are
-        acknowledged; a batch in flight at a rebalance or a stop is dropped uncommitted and re-read.
+        acknowledged; a batch in flight at a rebalance is dropped uncommitted and re-read, and once
+        a batch goes unpublished (a stop) no later one is published or committed past it.
         """
         s = self.settings
         if self.reloader is not None:  # between two batches: the only place the model changes
@@ -172,7 +176,12 @@ class ScoreStage(KafkaStage):
         """Publish and commit the batch in flight, if any (waiting for its scoring); the messages
         committed, 0 when stopped before its outputs were acknowledged."""
         job, self._in_flight = self._in_flight, None
-        return 0 if job is None else self._finish(job)
+        if job is None:
+            return 0
+        if self._unpublished:
+            job.scoring.result()  # its run ends; it is re-read from the committed offsets
+            return 0
+        return self._finish(job)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -233,6 +242,7 @@ class ScoreStage(KafkaStage):
         out.extend(review)
         if not self.publish(out):
             log.warning("score stage: stopping with an unpublished batch of %d (not committed)", len(batch))
+            self._unpublished = True
             return 0
         published_ms = _now_ms()
         offsets: dict[Any, int] = {}
