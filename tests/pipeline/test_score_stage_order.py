@@ -25,7 +25,9 @@ Rec = namedtuple("Rec", "topic partition offset timestamp value")
 
 
 class ScriptedStage(ScoreStage):
-    def __init__(self, scorer: Any, batches: list[list[Rec]], fail_publish: int | None, overlap: bool) -> None:
+    def __init__(
+        self, scorer: Any, batches: list[list[Rec]], fail_publish: int | None, overlap: bool
+    ) -> None:
         settings = Settings(batch_max_wait_ms=0, overlap_batches=overlap)
         super().__init__(settings, Metrics(CollectorRegistry()), threading.Event(), scorer)
         self.script = list(batches)
