@@ -32,13 +32,36 @@ def agreement(artifact: Path, texts: Sequence[str], sub_batch: int) -> dict[str,
     }
 
 
+def refused(scorer: Scorer) -> Scorer:
+    """`scorer` with its session rebuilt the way ONNX Runtime builds it by default, which fuses the
+    plain Add + LayerNormalization and Add + Gelu of the CPU graphs back into SkipLayerNormalization
+    and BiasGelu (training/unfuse.py): same file, same int8 plan, only those kernels differ."""
+    import onnxruntime as ort
+
+    from models.runtime import session_options
+
+    opts = session_options(ort, "cpu", scorer.session.get_session_options().intra_op_num_threads)
+    path = str(scorer.artifact.variant_path(scorer.variant))
+    scorer.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    return scorer
+
+
 def interleaved_ms(
-    artifacts: dict[str, Path], texts: Sequence[str], batch: int, sub_batch: int, rounds: int
+    artifacts: dict[str, Path],
+    texts: Sequence[str],
+    batch: int,
+    sub_batch: int,
+    rounds: int,
+    with_fused: bool = False,
 ) -> dict[str, dict[str, float]]:
     scorers = {
         label: Scorer(load_artifact(path), provider="cpu", variant="int8", sub_batch=sub_batch)
         for label, path in artifacts.items()
     }
+    if with_fused:
+        for label, path in artifacts.items():
+            plain = Scorer(load_artifact(path), provider="cpu", variant="int8", sub_batch=sub_batch)
+            scorers[f"{label}, fused at load"] = refused(plain)
     for scorer in scorers.values():
         scorer.score(list(texts[:batch]))  # warm-up: kernels chosen, buffers allocated
     best = {label: {"wall_ms": float("inf"), "cpu_ms": float("inf")} for label in scorers}
@@ -62,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=256, help="texts per Scorer call (default: %(default)s)")
     p.add_argument("--sub-batch", type=int, default=32, help="texts per ORT run (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=4, help="interleaved rounds (default: %(default)s)")
+    p.add_argument(
+        "--fused",
+        action="store_true",
+        help="also time each graph with ONNX Runtime's CPU fusions of SkipLayerNorm and BiasGelu on",
+    )
     args = p.parse_args(argv)
     artifacts: dict[str, Path] = {}
     for spec in args.model:
@@ -79,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             f"smooth_alpha={plan.get('smooth_alpha')}; int8 vs fp32 on {args.agreement_n} texts: "
             + ", ".join(f"{h} {r:.2%}" for h, r in rates.items())
         )
-    speed = interleaved_ms(artifacts, texts[: args.n], args.batch, args.sub_batch, args.rounds)
+    speed = interleaved_ms(artifacts, texts[: args.n], args.batch, args.sub_batch, args.rounds, args.fused)
     for label, ms in speed.items():
         print(
             f"{label}: best of {args.rounds} rounds: {ms['wall_ms']:.2f} ms wall, {ms['cpu_ms']:.2f} ms CPU per message"

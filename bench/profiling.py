@@ -155,7 +155,7 @@ def profile_ops(scorer: Any, texts: Sequence[str], batch: int) -> dict[str, Any]
 
     import onnxruntime as ort
 
-    from models.runtime import session_options
+    from models.runtime import session_kwargs, session_options
 
     # The scorer's own session options and file, with the profiler on: same graph, same threads.
     opts = session_options(ort, "cpu", scorer.session.get_session_options().intra_op_num_threads)
@@ -163,7 +163,9 @@ def profile_ops(scorer: Any, texts: Sequence[str], batch: int) -> dict[str, Any]
     opts.log_severity_level = 3
     opts.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="finsent-ortprof-")) / "ort")
     path = str(scorer.artifact.variant_path(scorer.variant))
-    scorer.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    scorer.session = ort.InferenceSession(
+        path, sess_options=opts, providers=["CPUExecutionProvider"], **session_kwargs("cpu")
+    )
     scorer.score(list(texts[:batch]))  # warm-up runs count in the trace too; small next to N
     spent = {"tokenize": 0.0, "run": 0.0}
 

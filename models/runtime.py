@@ -139,7 +139,9 @@ class ModelSession:
         if self.provider == "cuda":
             providers.append(_ORT_PROVIDER["cpu"])
         try:
-            self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
+            self.session = ort.InferenceSession(
+                str(model_path), sess_options=opts, providers=providers, **session_kwargs(self.provider)
+            )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ArtifactError(f"{model_path}: ONNX Runtime cannot load the {what}: {exc}") from exc
         if self.provider == "cuda" and self.session.get_providers()[0] != _ORT_PROVIDER["cuda"]:
@@ -374,6 +376,19 @@ def session_options(ort: Any, provider: str, threads: int | None) -> Any:
     elif threads:
         opts.intra_op_num_threads = int(threads)
     return opts
+
+
+# ONNX Runtime's graph fusions kept off on the CPU: its fused SkipLayerNormalization and BiasGelu
+# kernels are slower there than the Add + LayerNormalization and Add + Gelu they replace (together
+# about 20% of the int8 model's CPU time; docs/BENCHMARKS.md, "Plain ops instead of two fused ones").
+# The export writes the CPU variants with the plain ops (training/unfuse.py); without this list the
+# session would fuse them back at load. Graphs exported fused before that keep their fused nodes.
+CPU_UNFUSED = ("SkipLayerNormFusion", "BiasGeluFusion")
+
+
+def session_kwargs(provider: str) -> dict[str, Any]:
+    """Extra `InferenceSession` arguments for a provider (the fusions the CPU keeps off)."""
+    return {"disabled_optimizers": list(CPU_UNFUSED)} if provider == "cpu" else {}
 
 
 def load_scorer(path: str | os.PathLike[str], **kwargs: Any) -> Scorer:

@@ -23,6 +23,7 @@ from models.batching import pad
 from models.errors import ArtifactError, ConfigError, ExportValidationError
 from models.runtime import ModelSession
 from training.int8_static import CALIBRATION_METHODS
+from training.unfuse import unfuse_file
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,8 @@ def write_variants(
             plan = fit_int8(paths["fp32"], paths["int8"], encoded, pad_id, options, calibration)
         if report is not None:
             report["int8"] = plan
+    # last, once fp16 and int8 have been made from the fused graph: the CPU runs fp32 unfused too
+    unfuse_file(paths["fp32"])
     return paths
 
 
@@ -328,12 +331,15 @@ def fit_int8(
             scratch.append(sources[alpha])
             smooth_graph(fp32, sources[alpha], maxima, alpha, _layer_of)
         if options.int8 != "static":
-            return quantize_int8(sources[alpha], out, keep, also)
-        if alpha not in ranges:
-            ranges[alpha] = calibration_ranges(
-                sources[alpha], rows, options.calibration, workdir=dst.parent, pad_id=pad_id
-            )
-        return quantize_int8_static(sources[alpha], out, keep, ranges[alpha], also)
+            nodes = quantize_int8(sources[alpha], out, keep, also)
+        else:
+            if alpha not in ranges:
+                ranges[alpha] = calibration_ranges(
+                    sources[alpha], rows, options.calibration, workdir=dst.parent, pad_id=pad_id
+                )
+            nodes = quantize_int8_static(sources[alpha], out, keep, ranges[alpha], also)
+        unfuse_file(out)  # the graph the CPU runs, so the agreement below is measured on it
+        return nodes
 
     def rates_of(out: Path) -> dict[str, float]:
         got = run_onnx(out, encoded or [], pad_id, options.batch_size)

@@ -30,3 +30,16 @@ def test_rejects_a_model_without_a_label(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit) as info:
         int8_plans.main(["--model", "artifacts/latest"])
     assert info.value.code == 2 and "LABEL=ARTIFACT" in capsys.readouterr().err
+
+
+def test_fused_scores_the_same_graph_as_the_plain_session(tiny_artifact: Path) -> None:
+    from models.artifact import load_artifact
+    from models.runtime import Scorer
+
+    scorer = Scorer(load_artifact(tiny_artifact), provider="cpu", variant="int8", sub_batch=8)
+    expected = scorer.probabilities(["Shares of Acme fall after profit warning"])
+    fused = int8_plans.refused(scorer)
+    # the fused kernels do the same arithmetic (tests/training/test_unfuse.py checks they are fused)
+    got = fused.probabilities(["Shares of Acme fall after profit warning"])
+    for a, b in zip(expected, got, strict=True):
+        assert abs(a - b).max() < 1e-4

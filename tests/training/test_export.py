@@ -310,3 +310,13 @@ def test_a_layer_plan_must_clear_the_gate_by_one_standard_error() -> None:
     assert round(plan_bar(0.99, 673), 4) == 0.9938
     assert plan_bar(0.99, 10) == pytest.approx(0.995)  # capped: a handful of rows asks no more than this
     assert plan_bar(0.99, 10**9) == pytest.approx(0.99, abs=1e-5)
+
+
+def test_cpu_variants_carry_plain_ops_and_the_gpu_variant_the_fused_ones(exported: Exported) -> None:
+    def ops(variant: str) -> set[str]:
+        return {n.op_type for n in onnx.load(str(exported.paths[variant])).graph.node}
+
+    for variant in ("fp32", "int8"):  # what the CPU runs (training/unfuse.py)
+        assert {"LayerNormalization", "Gelu"} <= ops(variant)
+        assert not ops(variant) & {"SkipLayerNormalization", "BiasGelu"}
+    assert {"SkipLayerNormalization", "BiasGelu"} <= ops("fp16")  # for CUDA, fused
