@@ -175,6 +175,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "step cost (default: %(default)s)",
     )
     p.add_argument(
+        "--weight-average",
+        type=float,
+        default=d["weight_average"],
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights (e.g. 0.998) and validate and export it; "
+        "0 is off (default: %(default)s)",
+    )
+    p.add_argument(
         "--head-weights",
         type=_head_weights,
         default=d["head_weights"],
@@ -340,6 +348,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         bias_fit_heads=args.bias_fit_heads,
         rdrop=args.rdrop,
         fgm=args.fgm,
+        weight_average=args.weight_average,
         head_weights=args.head_weights,
         checkpoint_dir=args.checkpoint_dir,
         progress=not args.no_progress,

@@ -67,6 +67,9 @@ class TrainConfig:
     # 1.6 / 1.4 (docs/BENCHMARKS.md, "Accuracy on real data"); FGM is off.
     rdrop: float = 0.5  # R-Drop: weight of the symmetric KL between two dropout passes; 0 is off
     fgm: float = 0.0  # FGM: L2 radius of the adversarial step on the embedding output, per row
+    # Weight averaging: decay of an exponential moving average of the weights, which is what is
+    # validated and kept; 0 is off.
+    weight_average: float = 0.0
     # Label mix the model will meet (training/prior.py): JSON of head -> {label: share}; the heads'
     # biases are shifted by log(feed share / training share) after training. None: no shift.
     feed_prior: str | None = None

@@ -6,8 +6,11 @@
 - **FGM** (Miyato et al., 2017): after the clean backward pass, the embedding layer's output is pushed a
   distance `epsilon` (L2, per row) along its loss gradient, the batch is run again and that loss's
   gradient is added. It too costs a second pass.
+- **Weight averaging** (Polyak averaging, an exponential moving average of the weights): the model that
+  is validated and kept is the running average of the trained weights rather than the last step's. It
+  costs one multiply-add per trainable weight per step, no second pass.
 
-Both act on the training loop only (`training.train.train_epochs`); nothing here reaches the exported
+All three act on the training loop only (`training.train.train_epochs`); nothing here reaches the exported
 graph.
 """
 
@@ -80,3 +83,48 @@ class _Perturbed:
     def __exit__(self, *_exc: object) -> None:
         self.adversary._delta = None
         self.adversary._output = None
+
+
+class WeightAverage:
+    """An exponential moving average of `model`'s trainable weights (frozen ones never move).
+
+    `update()` after each optimiser step; `swapped_in()` puts the average in the model for
+    validation and puts the live weights back on exit. The first steps use a shorter memory,
+    min(decay, (1 + n) / (10 + n)), so the average is not dominated by the initial weights.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise ValueError(f"weight-average decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.steps = 0
+        self._params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self._average = {n: p.detach().clone() for n, p in self._params.items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for name, param in self._params.items():
+            self._average[name].mul_(d).add_(param.detach(), alpha=1 - d)
+
+    def swapped_in(self) -> _SwappedIn:
+        return _SwappedIn(self)
+
+
+class _SwappedIn:
+    def __init__(self, average: WeightAverage) -> None:
+        self.average = average
+        self._live: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __enter__(self) -> WeightAverage:
+        for name, param in self.average._params.items():
+            self._live[name] = param.detach().clone()
+            param.copy_(self.average._average[name])
+        return self.average
+
+    @torch.no_grad()
+    def __exit__(self, *_exc: object) -> None:
+        for name, param in self.average._params.items():
+            param.copy_(self._live.pop(name))

@@ -13,6 +13,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -242,10 +243,11 @@ def train_epochs(
     gen = torch.Generator().manual_seed(config.seed)
     train_lengths = [len(x) for x in train_ids]
 
-    from training.regularize import EmbeddingAdversary
+    from training.regularize import EmbeddingAdversary, WeightAverage
 
     w_t, w_s = config.head_weights
     adversary = EmbeddingAdversary(model.encoder.embeddings, config.fgm) if config.fgm > 0 else None
+    average = WeightAverage(model, config.weight_average) if config.weight_average > 0 else None
 
     history: list[EpochRecord] = []
     best_score, best_epoch, best_state, stale = -1.0, 0, None, 0
@@ -275,14 +277,19 @@ def train_epochs(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update()
             sums += (loss_t.item(), loss_s.item())
             bar.update(1)
             bar.set_postfix(topic=f"{loss_t.item():.3f}", sentiment=f"{loss_s.item():.3f}")
         bar.close()
 
-        topic_p, sent_p = predict_probs(
-            model, valid_ids, pad_id, config.eval_batch_size, progress=config.progress
-        )
+        with average.swapped_in() if average is not None else nullcontext():
+            # with weight averaging, the average is what is validated and what the best state keeps
+            topic_p, sent_p = predict_probs(
+                model, valid_ids, pad_id, config.eval_batch_size, progress=config.progress
+            )
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         reports = head_reports(valid, topic_p, sent_p)
         summary = summarize(reports)
         score = summary["mean_macro_f1"]
@@ -305,7 +312,7 @@ def train_epochs(
         )
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = state
         else:
             stale += 1
             if stale >= config.patience:
@@ -331,6 +338,8 @@ def fit(
         raise ConfigError(f"epochs must be at least 1, got {config.epochs}")
     if config.rdrop < 0 or config.fgm < 0:
         raise ConfigError(f"rdrop and fgm must be >= 0 (0 is off), got {config.rdrop} and {config.fgm}")
+    if not 0 <= config.weight_average < 1:
+        raise ConfigError(f"weight-average decay must be in [0, 1) (0 is off), got {config.weight_average}")
     train, valid = prepare_data(config)  # data errors surface before torch is even imported
     # the feed prior is read and checked against the data's labels now, not after the training
     shifts = feed_prior_shifts(train, config.feed_prior) if config.feed_prior else {}

@@ -1,4 +1,4 @@
-"""R-Drop and FGM (training/regularize.py) and their use in the training loop, on tiny models."""
+"""R-Drop, FGM and weight averaging (training/regularize.py) and their use in the training loop, on tiny models."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from pipeline.cli import main
 from tests.support.tiny_models import TinyVocabulary, tiny_config, write_csv
-from training.regularize import EmbeddingAdversary, symmetric_kl
+from training.regularize import EmbeddingAdversary, WeightAverage, symmetric_kl
 
 
 def test_symmetric_kl_is_zero_for_equal_logits_symmetric_and_positive_otherwise() -> None:
@@ -67,7 +67,34 @@ def test_fgm_rejects_a_non_positive_radius() -> None:
         EmbeddingAdversary(_tiny_encoder().embeddings, epsilon=0.0)
 
 
-@pytest.mark.parametrize("extra", [{"rdrop": 1.0}, {"fgm": 0.5}, {"head_weights": (1.0, 2.0)}])
+def test_weight_average_follows_the_trained_weights_and_swaps_back() -> None:
+    from training.model import TwoHeadClassifier
+
+    model = TwoHeadClassifier(_tiny_encoder(), n_topics=4, n_sentiments=3)
+    frozen = model.encoder.embeddings.word_embeddings.weight
+    frozen.requires_grad_(False)
+    head = model.topic_head.weight
+    start = head.detach().clone()
+    average = WeightAverage(model, decay=0.9)
+    assert "encoder.embeddings.word_embeddings.weight" not in average._average  # frozen: not tracked
+    with torch.no_grad():
+        head.add_(1.0)  # one "step" of +1 on every weight of the head
+    average.update()  # first step: memory min(0.9, 2 / 11), so the average moves 9/11 of the way
+    live = head.detach().clone()
+    with average.swapped_in():
+        torch.testing.assert_close(head.detach(), start + 9 / 11)
+    torch.testing.assert_close(head.detach(), live)  # the live weights are back
+    for _ in range(200):
+        average.update()
+    with average.swapped_in():  # a long run at the same weights: the average reaches them
+        torch.testing.assert_close(head.detach(), live, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+@pytest.mark.parametrize(
+    "extra", [{"rdrop": 1.0}, {"fgm": 0.5}, {"weight_average": 0.9}, {"head_weights": (1.0, 2.0)}]
+)
 def test_training_with_each_regulariser_still_learns_the_tiny_task(tmp_path: Path, extra: dict) -> None:
     from training.train import fit
 
@@ -90,3 +117,6 @@ def test_cli_rejects_bad_head_weights_and_negative_regularisers(
     assert main([*base, "--rdrop", "-1"]) == 2
     err = capsys.readouterr().err
     assert "rdrop and fgm must be >= 0" in err and "Traceback" not in err
+    assert main([*base, "--weight-average", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "weight-average decay must be in [0, 1)" in err and "Traceback" not in err
