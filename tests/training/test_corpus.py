@@ -594,3 +594,22 @@ def test_readme_quotes_the_recorded_real_figures() -> None:
     figures = {head: f["accuracy"] for s in record["real_sets"] for head, f in s["heads"].items()}
     stated = f"topic accuracy {figures['topic']:.3f} and sentiment accuracy {figures['sentiment']:.3f}"
     assert stated in readme, f"README should say: {stated}"
+
+
+def test_the_measured_artifacts_card_gets_the_new_figures_in_place_of_the_old(tmp_path: Path) -> None:
+    record = {**_fake_record(), "model_version": "20260301-130000"}
+    manifest = {"version": "20260301-130000", "data_fingerprint": "sha256:abc"}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    old = real_eval.model_card_section(manifest, {**_fake_record(), "real_sets": []})
+    card = "\n".join(["# finsent model", "", "## int8 variant", "plan", "", *old, "## Intended use", "text"])
+    (tmp_path / "MODEL_CARD.md").write_text(card + "\n", encoding="utf-8")
+    assert real_eval.refresh_card(tmp_path, record)
+    new = (tmp_path / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert new.count(real_eval.SECTION_TITLE) == 1
+    assert "| `topics.csv` | topic | 1,700 | 0.712 | 0.610 |" in new
+    assert new.index("## int8 variant") < new.index(real_eval.SECTION_TITLE) < new.index("## Intended use")
+    assert new.rstrip().endswith("text")
+    # a card without the section gets it appended; an artifact without a card is left alone
+    assert "0.801" in real_eval.with_card_section("# card\n", real_eval.model_card_section(manifest, record))
+    (tmp_path / "MODEL_CARD.md").unlink()
+    assert not real_eval.refresh_card(tmp_path, record)

@@ -167,6 +167,33 @@ def model_card_section(manifest: dict[str, Any], record: dict[str, Any] | None =
     return lines
 
 
+SECTION_TITLE = "## Accuracy on real news"
+
+
+def with_card_section(card: str, section: list[str]) -> str:
+    """`card` (a MODEL_CARD.md) with its real-news section replaced by `section`, or with `section`
+    appended when it has none. Pure."""
+    lines = card.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(SECTION_TITLE)), None)
+    if start is None:
+        return "\n".join([*lines, "", *section]).rstrip("\n") + "\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join([*lines[:start], *section, *lines[end:]]).rstrip("\n") + "\n"
+
+
+def refresh_card(artifact: Path, record: dict[str, Any]) -> bool:
+    """Rewrite the real-news section of `artifact`'s MODEL_CARD.md from `record` (the figures were
+    just measured on it, while its card was written at export from the record of then). The card is
+    documentation, outside the manifest's checksums. False when the artifact has no card."""
+    card = artifact / "MODEL_CARD.md"
+    if not card.is_file():
+        return False
+    manifest = json.loads((artifact / "manifest.json").read_text(encoding="utf-8"))
+    text = card.read_text(encoding="utf-8")
+    card.write_text(with_card_section(text, model_card_section(manifest, record)), encoding="utf-8")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.corpus.real_eval", description=__doc__.splitlines()[0]
@@ -179,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     record = build_record(args.artifact, args.metrics, names=args.names)
     args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
+    if refresh_card(args.artifact, record):
+        print(f"updated {args.artifact / 'MODEL_CARD.md'}", file=sys.stderr)
     return 0
 
 
