@@ -183,6 +183,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "0 is off (default: %(default)s)",
     )
     p.add_argument(
+        "--token-mask",
+        type=float,
+        default=d["token_mask"],
+        metavar="RATE",
+        help="augmentation: replace this share of each training row's word pieces by the mask token, "
+        "anew each step (e.g. 0.1); 0 is off (default: %(default)s)",
+    )
+    p.add_argument(
         "--head-weights",
         type=_head_weights,
         default=d["head_weights"],
@@ -349,6 +357,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         rdrop=args.rdrop,
         fgm=args.fgm,
         weight_average=args.weight_average,
+        token_mask=args.token_mask,
         head_weights=args.head_weights,
         checkpoint_dir=args.checkpoint_dir,
         progress=not args.no_progress,

@@ -70,6 +70,9 @@ class TrainConfig:
     # Weight averaging: decay of an exponential moving average of the weights, which is what is
     # validated and kept; 0 is off.
     weight_average: float = 0.0
+    # Augmentation: share of a training row's word pieces replaced by the mask token, drawn anew
+    # each step (training/regularize.mask_tokens); 0 is off.
+    token_mask: float = 0.0
     # Label mix the model will meet (training/prior.py): JSON of head -> {label: share}; the heads'
     # biases are shifted by log(feed share / training share) after training. None: no shift.
     feed_prior: str | None = None

@@ -10,7 +10,11 @@
   is validated and kept is the running average of the trained weights rather than the last step's. It
   costs one multiply-add per trainable weight per step, no second pass.
 
-All three act on the training loop only (`training.train.train_epochs`); nothing here reaches the exported
+- **Token masking** (a data augmentation): each step, each word piece of a training row (not its
+  [CLS] or [SEP], not padding) is replaced by the mask token with probability `rate`, so the model
+  cannot lean on any one word. No extra pass.
+
+All four act on the training loop only (`training.train.train_epochs`); nothing here reaches the exported
 graph.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -128,3 +133,17 @@ class _SwappedIn:
     def __exit__(self, *_exc: object) -> None:
         for name, param in self.average._params.items():
             param.copy_(self._live.pop(name))
+
+
+def mask_tokens(
+    ids: np.ndarray, attention: np.ndarray, rate: float, mask_id: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A copy of the padded batch `ids` with each real inner token replaced by `mask_id` with
+    probability `rate`; the first and last real token of each row ([CLS], [SEP]) and padding stay."""
+    if rate <= 0:
+        return ids
+    lengths = attention.sum(axis=1)
+    pos = np.arange(ids.shape[1])[None, :]
+    inner = (pos > 0) & (pos < lengths[:, None] - 1)
+    hit = inner & (rng.random(ids.shape) < rate)
+    return np.where(hit, mask_id, ids)

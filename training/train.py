@@ -227,6 +227,7 @@ def train_epochs(
     batch_loss: BatchLoss,
     say: Callable[[str], None] = print,
     on_epoch: Callable[[int, Any], None] | None = None,
+    mask_id: int | None = None,
 ) -> tuple[list[EpochRecord], int]:
     """The loop shared by `fit` and distillation: epochs of length-bucketed batches under
     `batch_loss`, validation macro-F1 after each, early stopping; leaves the best epoch's weights
@@ -243,11 +244,14 @@ def train_epochs(
     gen = torch.Generator().manual_seed(config.seed)
     train_lengths = [len(x) for x in train_ids]
 
-    from training.regularize import EmbeddingAdversary, WeightAverage
+    from training.regularize import EmbeddingAdversary, WeightAverage, mask_tokens
 
     w_t, w_s = config.head_weights
     adversary = EmbeddingAdversary(model.encoder.embeddings, config.fgm) if config.fgm > 0 else None
     average = WeightAverage(model, config.weight_average) if config.weight_average > 0 else None
+    if config.token_mask > 0 and mask_id is None:
+        raise ConfigError("--token-mask needs a tokenizer with a mask or unknown token")
+    mask_rng = np.random.default_rng(config.seed)
 
     history: list[EpochRecord] = []
     best_score, best_epoch, best_state, stale = -1.0, 0, None, 0
@@ -264,6 +268,9 @@ def train_epochs(
         )
         for idx in batches:
             ids, mask = pad([train_ids[i] for i in idx], pad_id)
+            if config.token_mask > 0:
+                assert mask_id is not None
+                ids = mask_tokens(ids, mask, config.token_mask, mask_id, mask_rng)
             inputs = (torch.from_numpy(ids), torch.from_numpy(mask))
             loss_t, loss_s = step_losses(model, inputs, idx, batch_loss, config.rdrop)
             optimizer.zero_grad(set_to_none=True)
@@ -338,6 +345,8 @@ def fit(
         raise ConfigError(f"epochs must be at least 1, got {config.epochs}")
     if config.rdrop < 0 or config.fgm < 0:
         raise ConfigError(f"rdrop and fgm must be >= 0 (0 is off), got {config.rdrop} and {config.fgm}")
+    if not 0 <= config.token_mask < 1:
+        raise ConfigError(f"token-mask rate must be in [0, 1) (0 is off), got {config.token_mask}")
     if not 0 <= config.weight_average < 1:
         raise ConfigError(f"weight-average decay must be in [0, 1) (0 is off), got {config.weight_average}")
     train, valid = prepare_data(config)  # data errors surface before torch is even imported
@@ -380,8 +389,9 @@ def fit(
             masked_cross_entropy(s_logits, s_all[idx], s_weight),
         )
 
+    special = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
     history, best_epoch = train_epochs(
-        model, config, train_ids, valid, valid_ids, pad_id, hard_labels, say, on_epoch
+        model, config, train_ids, valid, valid_ids, pad_id, hard_labels, say, on_epoch, mask_id=special
     )
     for head, shift in shifts.items():
         labels = train.topic_labels if head == "topic" else train.sentiment_labels

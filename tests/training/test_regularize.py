@@ -10,7 +10,7 @@ import torch
 
 from pipeline.cli import main
 from tests.support.tiny_models import TinyVocabulary, tiny_config, write_csv
-from training.regularize import EmbeddingAdversary, WeightAverage, symmetric_kl
+from training.regularize import EmbeddingAdversary, WeightAverage, mask_tokens, symmetric_kl
 
 
 def test_symmetric_kl_is_zero_for_equal_logits_symmetric_and_positive_otherwise() -> None:
@@ -93,7 +93,14 @@ def test_weight_average_follows_the_trained_weights_and_swaps_back() -> None:
 
 
 @pytest.mark.parametrize(
-    "extra", [{"rdrop": 1.0}, {"fgm": 0.5}, {"weight_average": 0.9}, {"head_weights": (1.0, 2.0)}]
+    "extra",
+    [
+        {"rdrop": 1.0},
+        {"fgm": 0.5},
+        {"weight_average": 0.9},
+        {"token_mask": 0.1},
+        {"head_weights": (1.0, 2.0)},
+    ],
 )
 def test_training_with_each_regulariser_still_learns_the_tiny_task(tmp_path: Path, extra: dict) -> None:
     from training.train import fit
@@ -120,3 +127,24 @@ def test_cli_rejects_bad_head_weights_and_negative_regularisers(
     assert main([*base, "--weight-average", "1"]) == 2
     err = capsys.readouterr().err
     assert "weight-average decay must be in [0, 1)" in err and "Traceback" not in err
+    assert main([*base, "--token-mask", "1"]) == 2
+    assert "token-mask rate must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_token_masking_spares_cls_sep_and_padding_and_hits_about_its_rate() -> None:
+    import numpy as np
+
+    rows, width = 400, 12
+    lengths = np.random.default_rng(0).integers(3, width + 1, rows)
+    attention = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = np.where(attention == 1, 7, 0)
+    ids[:, 0] = 101
+    ids[np.arange(rows), lengths - 1] = 102
+    out = mask_tokens(ids, attention, 0.25, 103, np.random.default_rng(1))
+    assert (out[:, 0] == 101).all() and (out[np.arange(rows), lengths - 1] == 102).all()
+    assert (out[attention == 0] == 0).all()
+    inner = (ids == 7).sum()
+    share = (out == 103).sum() / inner
+    assert 0.22 < share < 0.28
+    assert ids.max() == 102  # the input is not changed in place
+    assert mask_tokens(ids, attention, 0.0, 103, np.random.default_rng(1)) is ids
