@@ -296,10 +296,10 @@ def train_epochs(
             topic_p, sent_p = predict_probs(
                 model, valid_ids, pad_id, config.eval_batch_size, progress=config.progress
             )
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        reports = head_reports(valid, topic_p, sent_p)
-        summary = summarize(reports)
-        score = summary["mean_macro_f1"]
+            summary = summarize(head_reports(valid, topic_p, sent_p))
+            score = summary["mean_macro_f1"]
+            if score > best_score:  # copied only when kept, while the validated weights are in place
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         rec = EpochRecord(
             epoch=epoch,
             train_loss_topic=float(sums[0] / steps_per_epoch),
@@ -319,7 +319,6 @@ def train_epochs(
         )
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
-            best_state = state
         else:
             stale += 1
             if stale >= config.patience:
