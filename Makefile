@@ -93,7 +93,7 @@ bench: setup ## baselines vs finsent scoring + end to end; docs/BENCHMARKS.md  [
 	src=$$($(PY) -c 'import json,sys; print(json.load(open(sys.argv[1])).get("exported_from") or "-")' $(ARTIFACTS)/latest/manifest.json 2>/dev/null); \
 	if [ ! -e $(ARTIFACTS)/latest/manifest.json ] || { [ ! -e "runs/$$v/checkpoint.json" ] && [ ! -e "$$src/checkpoint.json" ]; }; then \
 		echo "bench: no artifact with a PyTorch checkpoint; training one (finsent train --checkpoint-dir runs)"; \
-		$(BIN)/finsent train --data $(DATA) $(if $(VALID),--valid $(VALID)) $(if $(FEED_PRIOR),--feed-prior $(FEED_PRIOR)) $(if $(BIAS_FIT),--bias-fit $(BIAS_FIT)) --out $(ARTIFACTS) --checkpoint-dir runs || exit 1; \
+		$(BIN)/finsent train --data $(DATA) $(if $(VALID),--valid $(VALID)) $(if $(FEED_PRIOR),--feed-prior $(FEED_PRIOR)) $(if $(BIAS_FIT),--bias-fit $(BIAS_FIT)) $(REGULARIZE) --out $(ARTIFACTS) --checkpoint-dir runs || exit 1; \
 	fi
 	HF_HUB_OFFLINE=1 $(PY) -m bench.run --model $(ARTIFACTS)/latest $(if $(QUICK),--quick) $(if $(N),--n $(N))
 

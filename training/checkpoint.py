@@ -39,6 +39,7 @@ def save_checkpoint(result: TrainResult, config: TrainConfig, directory: Path) -
         "topic_labels": list(valid.topic_labels),
         "sentiment_labels": list(valid.sentiment_labels),
         "dropout": config.dropout,
+        "pooling": config.pooling,
         "max_length": config.max_length,
         "base_model": config.resolved_base_model(),
         "data_fingerprint": result.train.fingerprint(),
@@ -98,7 +99,11 @@ def load_checkpoint(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"{directory}: unreadable checkpoint: {exc}") from exc
     model = TwoHeadClassifier(
-        encoder, len(meta["topic_labels"]), len(meta["sentiment_labels"]), float(meta.get("dropout", 0.1))
+        encoder,
+        len(meta["topic_labels"]),
+        len(meta["sentiment_labels"]),
+        float(meta.get("dropout", 0.1)),
+        str(meta.get("pooling", "mean")),  # checkpoints from before the option pooled by mean
     )
     model.load_state_dict({**{f"encoder.{k}": v for k, v in encoder.state_dict().items()}, **heads})
     return model.eval(), tokenizer, meta

@@ -86,6 +86,8 @@ def _add_loop_args(p: argparse.ArgumentParser, d: dict[str, Any]) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from training.config import POOLINGS
+
     d = _train_defaults()
     p = sub.add_parser(
         "train",
@@ -189,6 +191,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="RATE",
         help="augmentation: replace this share of each training row's word pieces by the mask token, "
         "anew each step (e.g. 0.1); 0 is off (default: %(default)s)",
+    )
+    p.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default=d["pooling"],
+        help="how the heads read the token vectors: their mean, the first token's, or a learned weighting "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--head-weights",
@@ -358,6 +367,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         fgm=args.fgm,
         weight_average=args.weight_average,
         token_mask=args.token_mask,
+        pooling=args.pooling,
         head_weights=args.head_weights,
         checkpoint_dir=args.checkpoint_dir,
         progress=not args.no_progress,

@@ -31,6 +31,10 @@ def default_base_model() -> str:
     return str(path)
 
 
+# `--pooling`: how the heads read the encoder's token vectors (training/model.py).
+POOLINGS = ("mean", "cls", "attention")
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides how a model is made; saved in the artifact's manifest."""
@@ -55,6 +59,9 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     grad_clip: float = 1.0
     dropout: float = 0.1
+    # How the heads read the encoder's token vectors (training/model.py): mean over real tokens, the
+    # first token, or a learned weight per token.
+    pooling: str = "mean"
     # The word-embedding table is half of MiniLM's weights; a few thousand headlines cannot improve
     # it, and freezing it halves the optimiser's work and keeps unseen words where pre-training put them.
     freeze_embeddings: bool = True

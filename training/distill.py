@@ -197,6 +197,7 @@ def distill(config: DistillConfig, say: Callable[[str], None] = print) -> Distil
         base_model=meta["base_model"],
         max_length=int(meta["max_length"]),
         strip_urls=bool(meta.get("training_config", {}).get("strip_urls", True)),  # in its tokenizer
+        pooling=str(meta.get("pooling", "mean")),  # the student is a copy of the teacher, pooling too
     )
     import torch
 

@@ -1,8 +1,10 @@
 """The two-headed classifier: one transformer encoder, a topic head and a sentiment head.
 
-Both heads read the same mean-pooled sentence vector. Mean pooling (over real tokens only) is what
-the default base model, all-MiniLM-L6-v2, was trained with, so its sentence space is usable from
-the first step; the [CLS] vector of that model was never trained to summarise the sentence.
+Both heads read the same pooled sentence vector. Mean pooling (over real tokens only), the default,
+is what the default base model, all-MiniLM-L6-v2, was trained with, so its sentence space is usable
+from the first step; the [CLS] vector of that model was never trained to summarise the sentence.
+`--pooling cls` and `--pooling attention` (a learned weight per token) are there to measure that
+choice on other data and other bases (docs/BENCHMARKS.md, "Accuracy on real data").
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from training.config import POOLINGS
 from training.data import MISSING
 
 
@@ -25,14 +28,41 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return summed / mask.sum(dim=1).clamp(min=1e-6)
 
 
-class TwoHeadClassifier(nn.Module):
-    """encoder -> mean pool -> dropout -> (topic logits, sentiment logits)."""
+class AttentionPool(nn.Module):
+    """A learned score per token, softmax over the real tokens, the weighted mean of their vectors."""
 
-    def __init__(self, encoder: nn.Module, n_topics: int, n_sentiments: int, dropout: float = 0.1) -> None:
+    def __init__(self, hidden: int) -> None:
         super().__init__()
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(hidden).squeeze(-1)
+        # the dtype's lowest value rather than -inf: a row of -inf would give NaN through softmax
+        scores = scores.masked_fill(attention_mask == 0, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1).unsqueeze(-1)
+        return (hidden * weights).sum(dim=1)
+
+
+class TwoHeadClassifier(nn.Module):
+    """encoder -> pool (mean by default) -> dropout -> (topic logits, sentiment logits)."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_topics: int,
+        n_sentiments: int,
+        dropout: float = 0.1,
+        pooling: str = "mean",
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.encoder = encoder
         config: Any = encoder.config  # a Hugging Face encoder's; nn.Module's typing does not declare it
         hidden = int(config.hidden_size)
+        self.pooling = pooling
+        # only `attention` has weights; saved with the heads (every parameter outside `encoder.`)
+        self.attention_pool = AttentionPool(hidden) if pooling == "attention" else None
         self.dropout = nn.Dropout(dropout)
         self.topic_head = nn.Linear(hidden, n_topics)
         self.sentiment_head = nn.Linear(hidden, n_sentiments)
@@ -43,8 +73,15 @@ class TwoHeadClassifier(nn.Module):
         # token_type_ids are left to the encoder's default (all zeros): single-sentence inputs only,
         # and the exported graph then needs just the two inputs the daemon feeds.
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        pooled = self.dropout(mean_pool(out.last_hidden_state, attention_mask))
+        pooled = self.dropout(self.pool(out.last_hidden_state, attention_mask))
         return self.topic_head(pooled), self.sentiment_head(pooled)
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.attention_pool is not None:
+            return self.attention_pool(hidden, attention_mask)
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        return mean_pool(hidden, attention_mask)
 
 
 class ProbabilityModel(nn.Module):
@@ -93,6 +130,7 @@ class HeadSpec:
     n_topics: int
     n_sentiments: int
     dropout: float = 0.1
+    pooling: str = "mean"
 
 
 def load_encoder(base_model: str | Path) -> nn.Module:
@@ -103,4 +141,6 @@ def load_encoder(base_model: str | Path) -> nn.Module:
 
 
 def build_model(base_model: str | Path, spec: HeadSpec) -> TwoHeadClassifier:
-    return TwoHeadClassifier(load_encoder(base_model), spec.n_topics, spec.n_sentiments, spec.dropout)
+    return TwoHeadClassifier(
+        load_encoder(base_model), spec.n_topics, spec.n_sentiments, spec.dropout, spec.pooling
+    )

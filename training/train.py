@@ -24,7 +24,7 @@ from models.artifact import new_version
 from models.batching import pad
 from models.errors import ConfigError, DataError
 from training.checkpoint import save_checkpoint
-from training.config import EpochRecord, TrainConfig, TrainResult
+from training.config import POOLINGS, EpochRecord, TrainConfig, TrainResult
 from training.data import MISSING, Dataset, load_dataset, resolve_topics, stratified_split
 from training.export import ExportOptions
 from training.inference import bar_interval, head_reports, predict_probs, tokenize
@@ -133,7 +133,7 @@ def build_two_head_model(config: TrainConfig, n_topics: int) -> Any:
 
     base = config.resolved_base_model()
     try:
-        model = build_model(base, HeadSpec(n_topics, 3, config.dropout))
+        model = build_model(base, HeadSpec(n_topics, 3, config.dropout, config.pooling))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"base model {base!r}: cannot load: {exc}") from exc
     if config.freeze_embeddings:
@@ -348,6 +348,8 @@ def fit(
         raise ConfigError(f"token-mask rate must be in [0, 1) (0 is off), got {config.token_mask}")
     if not 0 <= config.weight_average < 1:
         raise ConfigError(f"weight-average decay must be in [0, 1) (0 is off), got {config.weight_average}")
+    if config.pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {config.pooling!r}")
     train, valid = prepare_data(config)  # data errors surface before torch is even imported
     # the feed prior is read and checked against the data's labels now, not after the training
     shifts = feed_prior_shifts(train, config.feed_prior) if config.feed_prior else {}
