@@ -196,11 +196,18 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"- Sweep, {title} (size: msgs/s): {pts}.")
     targets = results.get("targets")
     if targets:
-        lines += ["", "| target | figure | met? |", "| --- | --- | --- |"]
-        for t in targets:
-            lines.append(f"| {t['target']} | {t['figure']} | {'yes' if t['met'] else '**no**'} |")
+        lines += ["", *render_targets(targets)]
     lines += ["", f"Raw figures: `{results.get('json', 'bench/results/latest.json')}`.", "", END]
     return "\n".join(lines)
+
+
+def render_targets(targets: list[dict[str, Any]]) -> list[str]:
+    """The targets table; `met` None is a target that does not apply on this machine."""
+    lines = ["| target | figure | met? |", "| --- | --- | --- |"]
+    for t in targets:
+        met = "does not apply here" if t["met"] is None else "yes" if t["met"] else "**no**"
+        lines.append(f"| {t['target']} | {t['figure']} | {met} |")
+    return lines
 
 
 def update_doc(doc: Path, block: str, skeleton: str) -> None:

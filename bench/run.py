@@ -290,6 +290,11 @@ def e2e_notes(row: dict[str, Any]) -> str:
     return f"first consume → last commit; peak RSS {row['peak_rss_bytes'] / 2**20:,.0f} MiB{cores}"
 
 
+# The 5x-baseline-A target applies on machines whose arithmetic ceiling is at least this many times
+# baseline A (issue 13); a row that does not apply has `met` None.
+FIVE_X_NEEDS_CEILING = 10
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = results["rows"]
     by = {r.get("baseline") or (r["kind"], r.get("variant")): r for r in rows}
@@ -297,15 +302,26 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     b = by.get("B")
     e = next((r for r in rows if r["kind"] == "e2e"), None)
     s = by.get(("scoring", results["deployed"]))
-    out = []
+    out: list[dict[str, Any]] = []
     if e and a:
         x = e["msgs_per_s"] / a["msgs_per_s"]
         figure = f"{x:.1f}×"
+        met: bool | None = x >= 5
         if results.get("ceiling"):
             bound = results["ceiling"]["ceiling_msgs_per_s"] / a["msgs_per_s"]
             isa = report.isa_text(results["machine"].get("isa"))
             figure += f" (this machine's arithmetic ceiling: {bound:.1f}×; {isa})"
-        out.append({"target": "end to end ≥ 5× baseline A (best)", "figure": figure, "met": x >= 5})
+            # issue 13: 5x is asked where the machine's ceiling is at least 10x baseline A; below
+            # that, 5x may be out of any runtime's reach and the 50%-of-ceiling row is the target
+            if bound < FIVE_X_NEEDS_CEILING:
+                met = None
+        out.append(
+            {
+                "target": f"end to end ≥ 5× baseline A (best), where the ceiling is ≥ {FIVE_X_NEEDS_CEILING}×",
+                "figure": figure,
+                "met": met,
+            }
+        )
     ceil = results.get("ceiling")
     if e and ceil:
         x = e["msgs_per_s"] / ceil["ceiling_msgs_per_s"]
