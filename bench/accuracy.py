@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = manifest.get("training_config") or {}
     recipe_keys: tuple[str, ...] = ("epochs", "max_length", "batch_size", "lr", "head_lr", "class_weighting")
     recipe_keys += ("strip_urls", "rdrop", "fgm", "head_weights", "feed_prior")
+    recipe_keys += ("weight_average", "token_mask", "pooling", "lora")
     info = {
         "data": str(args.data_dir),
         "train_rows": len(train_part),

@@ -98,6 +98,7 @@ RECIPE_KEYS = (
     "bias_fit_heads",
     "rdrop",
     "fgm",
+    "pooling",
 )
 
 
