@@ -111,6 +111,18 @@ def wordpiece_vocab(texts: Iterable[str], size: int, normalizer: Any, pre: Any) 
     return {token: i for i, token in enumerate(tokens)}
 
 
+def tiny_encoder() -> Any:
+    """A one-layer, 16-wide random BERT in eval mode, seeded: for unit tests of what sits on an encoder."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    return BertModel(config).eval()
+
+
 def build_base_model(
     directory: Path,
     texts: Iterable[str],

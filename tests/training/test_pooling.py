@@ -12,17 +12,7 @@ import torch
 from models.artifact import load_artifact
 from models.runtime import Scorer
 from pipeline.cli import main
-from tests.support.tiny_models import TinyVocabulary, tiny_config, write_csv
-
-
-def _tiny_encoder() -> torch.nn.Module:
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
-    )
-    return BertModel(config).eval()
+from tests.support.tiny_models import TinyVocabulary, tiny_config, tiny_encoder, write_csv
 
 
 def test_attention_pool_weights_real_tokens_only_and_sums_to_one() -> None:
@@ -46,13 +36,13 @@ def test_each_pooling_reads_the_encoder_as_named() -> None:
 
     ids = torch.tensor([[2, 7, 9, 3, 0], [2, 5, 3, 0, 0]])
     mask = (ids != 0).long()
-    hidden = _tiny_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-    by_name = {p: TwoHeadClassifier(_tiny_encoder(), 3, 3, pooling=p).eval() for p in ("mean", "cls")}
+    hidden = tiny_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+    by_name = {p: TwoHeadClassifier(tiny_encoder(), 3, 3, pooling=p).eval() for p in ("mean", "cls")}
     torch.testing.assert_close(by_name["mean"].pool(hidden, mask), mean_pool(hidden, mask))
     torch.testing.assert_close(by_name["cls"].pool(hidden, mask), hidden[:, 0])
-    assert TwoHeadClassifier(_tiny_encoder(), 3, 3, pooling="attention").attention_pool is not None
+    assert TwoHeadClassifier(tiny_encoder(), 3, 3, pooling="attention").attention_pool is not None
     with pytest.raises(ValueError, match="pooling must be one of mean, cls, attention"):
-        TwoHeadClassifier(_tiny_encoder(), 3, 3, pooling="max")
+        TwoHeadClassifier(tiny_encoder(), 3, 3, pooling="max")
 
 
 @pytest.mark.parametrize("pooling", ["cls", "attention"])

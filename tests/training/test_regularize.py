@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline.cli import main
-from tests.support.tiny_models import TinyVocabulary, tiny_config, write_csv
+from tests.support.tiny_models import TinyVocabulary, tiny_config, tiny_encoder, write_csv
 from training.regularize import EmbeddingAdversary, WeightAverage, mask_tokens, symmetric_kl
 
 
@@ -25,20 +25,10 @@ def test_symmetric_kl_is_zero_for_equal_logits_symmetric_and_positive_otherwise(
     assert symmetric_kl(a, b).item() == pytest.approx(by_hand.item(), rel=1e-5)
 
 
-def _tiny_encoder() -> torch.nn.Module:
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
-    )
-    return BertModel(config).eval()
-
-
 def test_fgm_steps_each_row_epsilon_along_its_gradient_and_raises_the_loss() -> None:
     from training.model import TwoHeadClassifier
 
-    model = TwoHeadClassifier(_tiny_encoder(), n_topics=4, n_sentiments=3).eval()
+    model = TwoHeadClassifier(tiny_encoder(), n_topics=4, n_sentiments=3).eval()
     for p in model.encoder.embeddings.parameters():
         p.requires_grad_(False)  # as finsent trains MiniLM: the word table frozen
     ids = torch.randint(5, 50, (3, 7))
@@ -64,13 +54,13 @@ def test_fgm_steps_each_row_epsilon_along_its_gradient_and_raises_the_loss() -> 
 
 def test_fgm_rejects_a_non_positive_radius() -> None:
     with pytest.raises(ValueError, match="epsilon"):
-        EmbeddingAdversary(_tiny_encoder().embeddings, epsilon=0.0)
+        EmbeddingAdversary(tiny_encoder().embeddings, epsilon=0.0)
 
 
 def test_weight_average_follows_the_trained_weights_and_swaps_back() -> None:
     from training.model import TwoHeadClassifier
 
-    model = TwoHeadClassifier(_tiny_encoder(), n_topics=4, n_sentiments=3)
+    model = TwoHeadClassifier(tiny_encoder(), n_topics=4, n_sentiments=3)
     frozen = model.encoder.embeddings.word_embeddings.weight
     frozen.requires_grad_(False)
     head = model.topic_head.weight
