@@ -4,7 +4,7 @@ Two models scored on the same rows differ only on the rows one gets right and th
 exact McNemar test asks whether those two counts are further apart than a fair coin would put them.
 A difference of a few tenths of a point on a thousand rows usually is not, and a choice between two
 recipes should not rest on it. Scoring is `finsent evaluate`'s: the artifacts' `Scorer`, the deployed
-variant, chunks of 256 texts.
+variant, in the same chunks (`training.inference.scorer_probabilities`).
 
     python -m bench.paired artifacts/A artifacts/B data/dev_feed.csv
     python -m bench.paired artifacts/A artifacts/B "../shared/data/twitter_sentiment_train.csv#topic=-"
@@ -15,14 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from math import comb
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-CHUNK = 256  # texts per Scorer call, as `finsent evaluate` (dynamic int8 depends on the batch)
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:
@@ -51,15 +48,6 @@ def paired_counts(gold: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> d
     }
 
 
-def predicted(scorer: Any, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    topic, sentiment = [], []
-    for start in range(0, len(texts), CHUNK):
-        t, s = scorer.probabilities(texts[start : start + CHUNK])
-        topic.append(t.argmax(-1))
-        sentiment.append(s.argmax(-1))
-    return np.concatenate(topic), np.concatenate(sentiment)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.paired", description=__doc__.splitlines()[0])
     p.add_argument("a", type=Path, help="first artifact")
@@ -72,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.errors import ConfigError, DataError
     from models.runtime import Scorer
     from training.data import load_dataset
+    from training.inference import scorer_probabilities
 
     try:
         first, second = load_artifact(args.a), load_artifact(args.b)
@@ -81,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as exc:
         print(f"bench.paired: {exc}", file=sys.stderr)
         return 2
-    preds = [
-        predicted(Scorer(art, provider="cpu", variant=args.variant), data.texts) for art in (first, second)
-    ]
+    preds = []
+    for art in (first, second):
+        topic, sentiment = scorer_probabilities(Scorer(art, provider="cpu", variant=args.variant), data.texts)
+        preds.append((topic.argmax(-1), sentiment.argmax(-1)))
     out: dict[str, Any] = {"a": first.version, "b": second.version, "data": args.data}
     heads = (
         ("topic", data.topics, data.topic_labels, first.topic_labels),

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from training.config import TrainConfig
 
 STUDENTS_ROOT = "artifacts/students"  # `finsent distill --out`: serve one with --model .../latest
@@ -426,13 +428,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
     from tqdm import tqdm
 
     from models.artifact import load_artifact
     from models.runtime import Scorer
     from training.data import load_dataset
-    from training.inference import bar_interval, head_reports
+    from training.inference import bar_interval, head_reports, scorer_probabilities
     from training.metrics import format_report
     from training.package import write_reports
 
@@ -441,19 +442,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.data, columns=_columns(args), topics=artifact.topic_labels, label_map=args.label_map
     )
     scorer = Scorer(artifact, provider=args.provider, variant=args.variant)
-    chunk = 256
-    topic_parts, sent_parts = [], []
-    for start in tqdm(
-        range(0, len(data), chunk),
-        desc="evaluate",
-        unit="batch",
-        disable=args.no_progress,
-        mininterval=bar_interval(),
-    ):
-        t, s = scorer.probabilities(data.texts[start : start + chunk])
-        topic_parts.append(t)
-        sent_parts.append(s)
-    reports = head_reports(data, np.concatenate(topic_parts), np.concatenate(sent_parts))
+
+    def bar(starts: Iterable[int]) -> Iterable[int]:
+        return tqdm(
+            starts, desc="evaluate", unit="batch", disable=args.no_progress, mininterval=bar_interval()
+        )
+
+    reports = head_reports(data, *scorer_probabilities(scorer, data.texts, progress=bar))
     for head, rep in reports.items():
         print(
             format_report(

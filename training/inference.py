@@ -7,7 +7,7 @@ loop, export or packaging, so each of those can import it at module level.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,24 @@ def predict_probs(
         # fixed runs of batch_size: the planner's cost per run was measured for ONNX Runtime, not PyTorch
         topic, sentiment = run_sub_batches(encoded, run, pad_id, batch_size, overhead=None, progress=bar)
     return topic, sentiment
+
+
+# Texts per `Scorer` call when a whole labelled set is scored (`finsent evaluate`, `bench.paired`):
+# dynamic int8 depends on the batch, so tools that compare figures score in the same chunks.
+EVALUATE_CHUNK = 256
+
+
+def scorer_probabilities(
+    scorer: Any, texts: Sequence[str], progress: Callable[[Iterable[int]], Iterable[int]] = iter
+) -> tuple[np.ndarray, np.ndarray]:
+    """(topic, sentiment) probabilities of an ONNX `Scorer` over `texts`, in chunks of EVALUATE_CHUNK;
+    `progress` wraps the chunk starts (a tqdm bar, say)."""
+    topic_parts, sent_parts = [], []
+    for start in progress(range(0, len(texts), EVALUATE_CHUNK)):
+        t, s = scorer.probabilities(texts[start : start + EVALUATE_CHUNK])
+        topic_parts.append(t)
+        sent_parts.append(s)
+    return np.concatenate(topic_parts), np.concatenate(sent_parts)
 
 
 def head_reports(data: Dataset, topic_p: np.ndarray, sent_p: np.ndarray) -> dict[str, dict[str, Any]]:
