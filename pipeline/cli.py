@@ -17,7 +17,7 @@ from models.errors import FinsentError
 
 # Modules that contribute subcommands, in the order they appear in `finsent --help`.
 COMMAND_MODULES = (
-    "training.commands",  # train, distill, export, evaluate
+    "training.commands",  # train, distill, export, evaluate, fetch-base
     "models.commands",  # score
     "models.promote",  # promote
     "pipeline.commands",  # consume, replay

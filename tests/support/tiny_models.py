@@ -133,8 +133,11 @@ def build_base_model(
     heads: int,
     seed: int,
     max_positions: int = 128,
+    arch: str = "bert",
 ) -> Path:
-    """A randomly initialised BERT + a WordPiece fast tokenizer learnt on `texts`, saved as a HF dir."""
+    """A randomly initialised BERT (or, `arch="mpnet"`, MPNet: no token types, relative position
+    buckets, the larger optional base's architecture) + a WordPiece fast tokenizer learnt on
+    `texts`, saved as a HF dir."""
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -164,17 +167,24 @@ def build_base_model(
     )
     directory.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(directory))
-    config = BertConfig(
+    shape = dict(
         vocab_size=tok.get_vocab_size(),
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         intermediate_size=hidden * 4,
-        max_position_embeddings=max_positions,
         pad_token_id=tok.token_to_id("[PAD]"),
     )
     torch.manual_seed(seed)
-    BertModel(config).save_pretrained(str(directory))
+    if arch == "mpnet":
+        from transformers import MPNetConfig, MPNetModel
+
+        # MPNet numbers positions from pad_token_id + 1, hence the extra room
+        MPNetModel(
+            MPNetConfig(**shape, max_position_embeddings=max_positions + shape["pad_token_id"] + 2)
+        ).save_pretrained(str(directory))
+    else:
+        BertModel(BertConfig(**shape, max_position_embeddings=max_positions)).save_pretrained(str(directory))
     return directory
 
 
