@@ -205,6 +205,7 @@ def table(reports: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
     lines += [
         "",
         f"Training: {info['train_minutes']} min wall (incl. export); recipe: {info['recipe']}",
+        f"Base model: {info.get('base_model', '-')}",
         f"Machine: {info['machine']}",
     ]
     return "\n".join(lines) + "\n"
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = manifest.get("training_config") or {}
     recipe_keys: tuple[str, ...] = ("epochs", "max_length", "batch_size", "lr", "head_lr", "class_weighting")
     recipe_keys += ("strip_urls", "rdrop", "fgm", "head_weights", "feed_prior")
-    recipe_keys += ("weight_average", "token_mask", "pooling", "lora")
+    recipe_keys += ("weight_average", "token_mask", "pooling", "lora", "teacher")
     info = {
         "data": str(args.data_dir),
         "train_rows": len(train_part),
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "dev_fraction": args.dev_fraction,
         "seed": args.seed,
         "artifact": artifact.name,
+        "base_model": manifest.get("base_model"),
         "variant": args.variant,
         "train_minutes": "-" if np.isnan(seconds) else f"{seconds / 60:.1f}",
         "recipe": ", ".join(f"{k}={cfg[k]}" for k in recipe_keys if k in cfg)

@@ -209,6 +209,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="weights of the two heads' losses (default: 1,1)",
     )
     p.add_argument(
+        "--teacher",
+        metavar="ARTIFACT",
+        help="distil from this artifact (any base, e.g. one trained on .cache/bases/all-mpnet-base-v2): its "
+        "probabilities on the training texts are soft targets for both heads on every row",
+    )
+    p.add_argument(
+        "--teacher-alpha",
+        type=float,
+        default=d["teacher_alpha"],
+        help="with --teacher: weight of the soft targets, 1-alpha on the labels (default: %(default)s)",
+    )
+    p.add_argument(
+        "--teacher-temperature",
+        type=float,
+        default=d["teacher_temperature"],
+        help="with --teacher: softening of both models' logits (default: %(default)s)",
+    )
+    p.add_argument(
         "--checkpoint-dir", help="also save the PyTorch weights under DIR/<version> (for `finsent export`)"
     )
     _add_int8_args(p)
@@ -388,6 +406,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         token_mask=args.token_mask,
         pooling=args.pooling,
         head_weights=args.head_weights,
+        teacher=args.teacher,
+        teacher_alpha=args.teacher_alpha,
+        teacher_temperature=args.teacher_temperature,
         checkpoint_dir=args.checkpoint_dir,
         progress=not args.no_progress,
         int8=args.int8,

@@ -90,6 +90,14 @@ class TrainConfig:
     # topic shift fitted on 20-120 rows per class followed the file's quirks (-2 against the prior).
     bias_fit: str | None = None
     bias_fit_heads: tuple[str, ...] = ("sentiment",)
+    # Knowledge distillation from a finished model of any base (a larger one, say): an artifact whose
+    # ONNX probabilities on the training texts become soft targets for both heads on every row, so a
+    # row labelled for one head still teaches the other (training/distill.artifact_soft_targets).
+    # The loss per head is teacher_alpha * T^2 * KL at temperature T + (1 - teacher_alpha) * the
+    # hard labels' cross-entropy. None: hard labels only.
+    teacher: str | None = None
+    teacher_alpha: float = 0.5
+    teacher_temperature: float = 2.0
     # Weight of each head's loss in the sum the optimiser minimises: (topic, sentiment).
     head_weights: tuple[float, float] = (1.0, 1.0)
     patience: int = 2

@@ -31,6 +31,7 @@ from training.config import TrainConfig, TrainResult
 from training.data import Dataset, load_dataset
 from training.inference import head_reports, predict_probs, tokenize
 from training.metrics import summarize
+from training.teacher import distillation_loss, teacher_logits
 from training.train import evaluated, publish_result, seed_everything, train_epochs
 
 SELECTIONS = ("first", "spread")
@@ -126,32 +127,6 @@ def build_student(teacher: Any, layers: tuple[int, ...]) -> Any:
     encoder.encoder.layer = nn.ModuleList([stack[i] for i in layers])
     encoder.config.num_hidden_layers = len(layers)  # saved with the student's checkpoint
     return student
-
-
-def distillation_loss(
-    student_logits: Any, teacher_logits: Any, targets: Any, temperature: float, alpha: float
-) -> Any:
-    """alpha * T^2 * KL(teacher || student) at temperature T, plus (1 - alpha) * cross-entropy on
-    the rows with a label. Every row has the teacher's soft targets, so a row labelled for one head
-    only still teaches the other. T^2 keeps the soft term's gradients on the hard term's scale."""
-    from torch.nn import functional as F
-
-    from training.model import masked_cross_entropy
-
-    soft = F.kl_div(
-        F.log_softmax(student_logits / temperature, dim=-1),
-        F.log_softmax(teacher_logits / temperature, dim=-1),
-        reduction="batchmean",
-        log_target=True,
-    )
-    hard = masked_cross_entropy(student_logits, targets)
-    return alpha * temperature**2 * soft + (1.0 - alpha) * hard
-
-
-def teacher_logits(probs: np.ndarray) -> np.ndarray:
-    """Logits from the teacher's probabilities: log p is the logits minus their log-sum-exp, and
-    softmax ignores a shift, so softmax(log p / T) is exactly the teacher's softmax at T."""
-    return np.log(np.maximum(probs, 1e-30)).astype(np.float32)
 
 
 def without_texts(data: Dataset, texts: tuple[str, ...]) -> Dataset:

@@ -355,6 +355,8 @@ def fit(
     shifts = feed_prior_shifts(train, config.feed_prior) if config.feed_prior else {}
     # read now, so a bad --bias-fit file stops the run before any training
     bias_rows = load_bias_fit_rows(config, train) if config.bias_fit else None
+    # the teacher's soft targets, through ONNX Runtime: a bad --teacher fails before torch loads
+    soft = teacher_targets(config, train, say) if config.teacher else None
     import torch
 
     from training.model import class_weights, masked_cross_entropy
@@ -390,9 +392,24 @@ def fit(
             masked_cross_entropy(s_logits, s_all[idx], s_weight),
         )
 
+    batch_loss: BatchLoss = hard_labels
+    if soft is not None:
+        from training.teacher import distillation_loss
+
+        t_soft, s_soft = torch.from_numpy(soft[0]), torch.from_numpy(soft[1])
+        alpha, temperature = config.teacher_alpha, config.teacher_temperature
+
+        def soft_and_hard(t_logits: Any, s_logits: Any, idx: np.ndarray) -> tuple[Any, Any]:
+            return (
+                distillation_loss(t_logits, t_soft[idx], t_all[idx], temperature, alpha),
+                distillation_loss(s_logits, s_soft[idx], s_all[idx], temperature, alpha),
+            )
+
+        batch_loss = soft_and_hard
+
     special = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
     history, best_epoch = train_epochs(
-        model, config, train_ids, valid, valid_ids, pad_id, hard_labels, say, on_epoch, mask_id=special
+        model, config, train_ids, valid, valid_ids, pad_id, batch_loss, say, on_epoch, mask_id=special
     )
     for head, shift in shifts.items():
         labels = train.topic_labels if head == "topic" else train.sentiment_labels
@@ -405,6 +422,31 @@ def fit(
     if bias_rows is not None:
         fit_head_biases(model, tokenizer, bias_rows, config, say)
     return evaluated(model, tokenizer, (train, valid), valid_ids, config, history, best_epoch, started)
+
+
+def teacher_targets(
+    config: TrainConfig, train: Dataset, say: Callable[[str], None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`--teacher`: its (topic, sentiment) logits on the training texts, in the training labels' order."""
+    from tqdm import tqdm
+
+    from training.teacher import artifact_soft_targets, check_distillation, load_teacher_artifact
+
+    check_distillation(config.teacher_alpha, config.teacher_temperature)
+    if config.class_weighting:
+        raise ConfigError("--teacher with --class-weights: the soft targets carry no class weights; pick one")
+    artifact = load_teacher_artifact(str(config.teacher))
+    started = time.monotonic()
+
+    def bar(chunks: Any) -> Any:
+        return tqdm(chunks, desc="teacher", disable=not config.progress, mininterval=bar_interval())
+
+    soft = artifact_soft_targets(artifact, train, bar)
+    say(
+        f"teacher {artifact.path} ({artifact.manifest.get('base_model')}): soft targets for {len(train)} rows "
+        f"in {time.monotonic() - started:.0f}s"
+    )
+    return soft
 
 
 def load_bias_fit_rows(config: TrainConfig, train: Dataset) -> Dataset:
