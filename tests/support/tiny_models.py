@@ -235,15 +235,24 @@ def build_tiny_artifact(out_root: Path, *, topics: Sequence[str] | None = None, 
     return train_and_export(config, say=lambda _msg: None)
 
 
-def tiny_config(out_root: Path, topics: Sequence[str], *, seed: int = 0, per_topic: int = 80) -> Any:
-    """Data + base model + TrainConfig for a small topic set; fit() on it takes seconds."""
+def tiny_config(
+    out_root: Path, topics: Sequence[str], *, seed: int = 0, per_topic: int = 80, arch: str = "bert"
+) -> Any:
+    """Data + base model (`arch`: bert or mpnet) + TrainConfig for a small topic set; fit() on it takes seconds."""
     from training.config import TrainConfig
 
     vocab = TinyVocabulary(topics, seed=seed)
     rows = vocab.rows(per_topic=per_topic, seed=seed)
     data = write_csv(out_root / "train.csv", rows)
     base = build_base_model(
-        out_root / "base", (r["text"] for r in rows), vocab_size=300, hidden=64, layers=2, heads=2, seed=seed
+        out_root / "base",
+        (r["text"] for r in rows),
+        vocab_size=300,
+        hidden=64,
+        layers=2,
+        heads=2,
+        seed=seed,
+        arch=arch,
     )
     return TrainConfig(
         data=str(data),

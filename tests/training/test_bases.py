@@ -137,23 +137,13 @@ def test_an_mpnet_base_trains_exports_and_scores(tmp_path: Path) -> None:
     The same train -> export -> validate path must take it, and the int8 artifact must score."""
     from models.artifact import load_artifact
     from models.runtime import Scorer
-    from tests.support.tiny_models import TinyVocabulary, build_base_model, tiny_config
+    from tests.support.tiny_models import TinyVocabulary, tiny_config
     from training.train import train_and_export
 
-    config = tiny_config(tmp_path, TOPICS, seed=4)
-    rows = TinyVocabulary(TOPICS, seed=4).rows(per_topic=80, seed=4)
-    base = build_base_model(
-        tmp_path / "mpnet",
-        (r["text"] for r in rows),
-        vocab_size=300,
-        hidden=64,
-        layers=2,
-        heads=2,
-        seed=4,
-        arch="mpnet",
-    )
+    config = tiny_config(tmp_path, TOPICS, seed=4, arch="mpnet")
+    base = Path(config.base_model)
     assert '"model_type": "mpnet"' in (base / "config.json").read_text()
-    config.base_model = str(base)
+    rows = TinyVocabulary(TOPICS, seed=4).rows(per_topic=80, seed=4)
     artifact = train_and_export(config, say=lambda _m: None)
     manifest = load_artifact(artifact).manifest
     assert manifest["base_model"] == str(base)
