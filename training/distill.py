@@ -31,7 +31,7 @@ from training.config import TrainConfig, TrainResult
 from training.data import Dataset, load_dataset
 from training.inference import head_reports, predict_probs, tokenize
 from training.metrics import summarize
-from training.teacher import distillation_loss, teacher_logits
+from training.teacher import check_distillation, distillation_loss, teacher_logits
 from training.train import evaluated, publish_result, seed_everything, train_epochs
 
 SELECTIONS = ("first", "spread")
@@ -53,10 +53,7 @@ class DistillConfig:
     def check(self) -> None:
         if self.select not in SELECTIONS:
             raise ConfigError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
-        if not self.temperature > 0:
-            raise ConfigError(f"--temperature must be positive, got {self.temperature}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"--alpha must be within [0, 1], got {self.alpha}")
+        check_distillation(self.alpha, self.temperature, flags="--")
         if self.train.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.train.epochs}")
 

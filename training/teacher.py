@@ -44,11 +44,12 @@ def teacher_logits(probs: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(probs, 1e-30)).astype(np.float32)
 
 
-def check_distillation(alpha: float, temperature: float) -> None:
+def check_distillation(alpha: float, temperature: float, flags: str = "--teacher-") -> None:
+    """`flags`: the prefix of the two options' names in the command that set them."""
     if not temperature > 0:
-        raise ConfigError(f"--teacher-temperature must be positive, got {temperature}")
+        raise ConfigError(f"{flags}temperature must be positive, got {temperature}")
     if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"--teacher-alpha must be within [0, 1], got {alpha}")
+        raise ConfigError(f"{flags}alpha must be within [0, 1], got {alpha}")
 
 
 def label_columns(teacher: tuple[str, ...], student: tuple[str, ...], head: str, where: str) -> list[int]:
