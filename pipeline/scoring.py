@@ -153,8 +153,9 @@ def scored_records(
 ) -> list[ScoredRecord]:
     """The other half: a record per prediction, stamped with its story in input order."""
     index = StoryIndex() if stories is None else stories
+    assigned = index.assign_many([(it.text, it.event_time_ms, it.id) for it, _ in predicted])
     return [
-        _record(it, p, version, now_ms, index.assign(it.text, it.event_time_ms, it.id)) for it, p in predicted
+        _record(it, p, version, now_ms, story) for (it, p), story in zip(predicted, assigned, strict=True)
     ]
 
 

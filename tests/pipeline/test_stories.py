@@ -122,6 +122,34 @@ def test_memory_never_exceeds_capacity_nor_holds_events_beyond_the_horizon(
         assert all(e.event_time_ms >= newest - horizon for e in index._entries.values())
 
 
+def test_a_batch_gets_the_answers_of_one_text_at_a_time() -> None:
+    """`assign_many` (what the score stage calls per micro-batch) hashes a batch at once; the stories
+    must be those of `assign` in the same order, whatever the batch boundaries."""
+    from pipeline.records import parse_published_at
+
+    rows = read_feed(FEED)
+    items = [(r["text"], parse_published_at(r["published_at"]), r["id"]) for r in rows]
+    # a re-delivery inside one batch, an empty text; at the end, a reprint from beyond the horizon
+    items[10:10] = [items[3], ("", items[9][1], "empty")]
+    items += [(items[0][0], items[-1][1] + 20 * HOUR_MS, "late"), (items[1][0], items[-1][1], "old")]
+    one, many = StoryIndex(horizon_ms=12 * HOUR_MS), StoryIndex(horizon_ms=12 * HOUR_MS)
+    want = [one.assign(*it) for it in items]
+    got = [a for i in range(0, len(items), 7) for a in many.assign_many(items[i : i + 7])]
+    assert got == want
+    assert sum(not a.first for a in want) > len(rows) // 2  # the feed is mostly reprints: a real check
+    assert many.assign_many([]) == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.frozensets(st.integers(0, 2**32 - 1), max_size=40), max_size=12))
+def test_band_keys_of_a_batch_are_each_sets_own(sets: list[frozenset[int]]) -> None:
+    got = S.band_keys_many(sets)
+    assert len(got) == len(sets)
+    for sh, keys in zip(sets, got, strict=True):
+        assert keys.tolist() == S.band_keys(sh).tolist()
+        assert keys.size == (S.NUM_PERM // S.ROWS_PER_BAND if sh else 0)
+
+
 words = st.sampled_from("oil gold shares fall rise acme bank profit misses beats rates fed cut".split())
 
 
