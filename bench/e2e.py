@@ -181,7 +181,7 @@ class Daemon:
     model: Path
     provider: str
     variant: str
-    count: int
+    count: int | None  # --max-messages; None: until stopped (one of several members of the group)
     log_path: Path
     extra: Sequence[str] = ()
     profile_out: Path | None = None
@@ -193,7 +193,8 @@ class Daemon:
         cmd = [
             *finsent_argv(), "consume", "--bootstrap-servers", self.bootstrap, "--model", str(self.model),
             "--provider", self.provider, "--variant", self.variant, "--metrics-host", "127.0.0.1",
-            "--metrics-port", str(self.port), "--max-messages", str(self.count), *self.extra,
+            "--metrics-port", str(self.port),
+            *(["--max-messages", str(self.count)] if self.count is not None else []), *self.extra,
         ]  # fmt: skip
         if self.profile_out is not None:
             spy = Path(sys.executable).with_name("py-spy")
@@ -249,6 +250,13 @@ class Daemon:
             self._log.close()
         return rc
 
+    def terminate(self, timeout_s: float) -> int:
+        """SIGTERM (the daemon finishes or abandons its batch in flight and exits), then wait."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.wait(timeout_s)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -270,53 +278,102 @@ def throughput(
     extra: Sequence[str] = (),
     profile_out: Path | None = None,
     timeout_s: float = 900,
+    daemons: int = 1,
 ) -> dict[str, Any]:
-    """Pre-load, then time the daemon from its first consume to its last commit."""
+    """Pre-load, then time the daemon from its first consume to its last commit.
+
+    `daemons` > 1 starts that many `finsent consume` processes in one consumer group (each a full
+    daemon: score and aggregate stages), as a host scales out when one process's Python is the
+    limit; the window then runs from the first one's first input to the last one's last commit,
+    and the input topic gets at least one partition per daemon."""
+    if daemons < 1:
+        raise ValueError(f"daemons must be >= 1, got {daemons}")
+    if daemons > 1 and profile_out is not None:
+        raise ValueError("profile one daemon at a time")
     n = len(messages)
+    partitions = max(partitions, daemons)
     workdir.mkdir(parents=True, exist_ok=True)
     feed = write_feed(messages, workdir / "throughput.jsonl", interval_s=0.05)
     name = "daemon-profile" if profile_out else "daemon-throughput"
-    log = workdir / (name + ("-serial" if "--no-overlap" in extra else "") + ".log")
-    log.unlink(missing_ok=True)
+    name += "-serial" if "--no-overlap" in extra else ""
+    logs = [workdir / (name + (f"-{i}" if daemons > 1 else "") + ".log") for i in range(daemons)]
+    for log in logs:
+        log.unlink(missing_ok=True)
     broker = start_broker(workdir / "tansu-throughput.log")
-    daemon = None
+    running: list[Daemon] = []
     try:
         replay(broker.bootstrap, feed, speed=None, log_path=workdir / "replay.log", partitions=partitions)
-        daemon = Daemon(broker.bootstrap, model, provider, variant, n, log, extra, profile_out).start()
-        rc = daemon.wait(timeout_s)
+        count = n if daemons == 1 else None
+        for log in logs:
+            running.append(
+                Daemon(broker.bootstrap, model, provider, variant, count, log, extra, profile_out).start()
+            )
+        if daemons == 1:
+            rcs = [running[0].wait(timeout_s)]
+        else:
+            _wait_handled(running, n, timeout_s)
+            rcs = [d.terminate(timeout_s=60) for d in running]
     finally:
-        if daemon is not None:
-            daemon.kill()
+        for d in running:
+            d.kill()
         broker.stop()
-    assert daemon.monitor is not None
-    m = daemon.monitor.metrics
-    if rc != 0:
-        raise BenchError(f"`finsent consume` exited {rc}; see {log}")
-    first = find_log_time(log, FIRST_INPUT) or find_log_time(log, ASSIGNED)
-    last_commit = m.get("finsent_last_batch_timestamp_seconds{}")
-    scored = _sum(m, "finsent_messages_total")
-    if first is None or not last_commit:
-        raise BenchError(f"no first-input log line or last-commit metric from the daemon; see {log}")
+    for rc, log in zip(rcs, logs, strict=True):
+        if rc != 0:
+            raise BenchError(f"`finsent consume` exited {rc}; see {log}")
+    metrics = [d.monitor.metrics for d in running if d.monitor is not None]
+    starts = [find_log_time(log, FIRST_INPUT) or find_log_time(log, ASSIGNED) for log in logs]
+    commits = [m.get("finsent_last_batch_timestamp_seconds{}") for m in metrics]
+    if not any(starts) or not any(commits):
+        raise BenchError(f"no first-input log line or last-commit metric from the daemon; see {logs[0]}")
+    first = min(t for t in starts if t)
+    last_commit = max(t for t in commits if t)
+    scored = sum(_sum(m, "finsent_messages_total") for m in metrics)
     seconds = last_commit - first
-    batches = m.get("finsent_batch_size_count{}", 0.0)
+    batches = sum(m.get("finsent_batch_size_count{}", 0.0) for m in metrics)
+    busy = [d.monitor.cores_busy(first, last_commit) for d in running if d.monitor is not None]
+    one = running[0]
+    assert one.monitor is not None
+    label = f" ({daemons} daemons)" if daemons > 1 else ""
     return {
-        "name": f"finsent end to end {provider}/{variant}" + (" (under py-spy)" if profile_out else ""),
+        "name": f"finsent end to end {provider}/{variant}{label}"
+        + (" (under py-spy)" if profile_out else ""),
         "kind": "e2e",
         "n": n,
+        "daemons": daemons,
         "handled": scored,
         "seconds": seconds,
         "msgs_per_s": n / seconds,
-        "start_marker": "first input" if find_log_time(log, FIRST_INPUT) else "partitions assigned",
+        "start_marker": "first input" if find_log_time(logs[0], FIRST_INPUT) else "partitions assigned",
         "batches": batches,
         "mean_batch": scored / batches if batches else None,
-        "scoring_seconds_in_daemon": m.get("finsent_batch_scoring_seconds_sum{}"),
-        "peak_rss_bytes": daemon.monitor.peak_rss_bytes,
-        # CPU seconds per second in the timed window: how much of the machine the daemon kept busy
-        "daemon_cores_busy": daemon.monitor.cores_busy(first, last_commit),
-        "torch_loaded": daemon.monitor.torch_loaded,
-        "commits": m.get("finsent_commits_total{stage=score}"),
-        "log": str(log),
+        "scoring_seconds_in_daemon": sum(m.get("finsent_batch_scoring_seconds_sum{}", 0.0) for m in metrics),
+        # the largest process: the 1 GiB target is per daemon
+        "peak_rss_bytes": max(d.monitor.peak_rss_bytes for d in running if d.monitor is not None),
+        # CPU seconds per second in the timed window, all daemons together: how much of the machine they kept busy
+        "daemon_cores_busy": None if None in busy else sum(b for b in busy if b is not None),
+        "torch_loaded": any(d.monitor.torch_loaded for d in running if d.monitor is not None),
+        "commits": sum(m.get("finsent_commits_total{stage=score}", 0.0) for m in metrics),
+        "log": str(logs[0]),
     }
+
+
+def _wait_handled(running: Sequence[Daemon], n: int, timeout_s: float) -> None:
+    """Until the daemons together have committed `n` inputs (scored or dead-lettered)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = 0.0
+        for d in running:
+            assert d.proc is not None and d.monitor is not None
+            if d.proc.poll() is not None:
+                raise BenchError(f"`finsent consume` exited {d.proc.returncode} early; see {d.log_path}")
+            done += _sum(d.monitor.metrics, "finsent_messages_total")
+        if done >= n:
+            time.sleep(1.5)  # one more scrape each (every second), so the last commit's gauge is read
+            return
+        time.sleep(0.2)
+    raise BenchError(
+        f"the daemons did not handle {n} messages within {timeout_s:.0f}s; see {running[0].log_path}"
+    )
 
 
 def latency(

@@ -124,7 +124,9 @@ def markdown(results: dict[str, Any]) -> str:
         "| --- | --- | ---: | ---: | --- |",
     ]
     for r in rows:
-        ratio = f"{r['msgs_per_s'] / base:.1f}×" if base and r.get("msgs_per_s") else "–"
+        # the pipeline rows run other weights: a ratio to baseline A would compare two models
+        same_model = r["kind"] != "e2e-pipeline"
+        ratio = f"{r['msgs_per_s'] / base:.1f}×" if base and r.get("msgs_per_s") and same_model else "–"
         lines.append(
             f"| {r['name']} | {r.get('settings', '')} | {_f(r.get('msgs_per_s'))} | {ratio} | {r.get('notes', '')} |"
         )
@@ -137,6 +139,21 @@ def markdown(results: dict[str, Any]) -> str:
             f"- End to end vs its own scoring function alone ({results['deployed']}): **{share}**; "
             f"daemon peak RSS **{_mib(e2e.get('peak_rss_bytes'))}**; torch loaded in the daemon: "
             f"**{'yes' if e2e.get('torch_loaded') else 'no'}**."
+        )
+    pipe = [r for r in rows if r["kind"] == "e2e-pipeline"]
+    if pipe:
+        one = next((r for r in pipe if r.get("daemons", 1) == 1), pipe[0])
+        more = ", ".join(f"{r['daemons']} processes {r['msgs_per_s']:,.0f}" for r in pipe if r is not one)
+        vs = (
+            f"; the deployed model's end to end is **{e2e['msgs_per_s'] / one['msgs_per_s']:.0%}** of it"
+            if e2e
+            else ""
+        )
+        lines.append(
+            f"- The daemon's own ceiling (end to end with a tiny model, whose scoring costs next to nothing): "
+            f"**{one['msgs_per_s']:,.0f} msgs/s** with one process"
+            + (f" ({more})" if more else "")
+            + f"{vs}."
         )
     if lat:
         lines.append(

@@ -4,6 +4,7 @@
     baseline B   the PyTorch model batched by hand (eager, inference_mode, padded batches)
     scoring      finsent's `Scorer.score` alone, per variant (fp32/int8 on CPU, fp16 on a GPU)
     e2e          broker + `finsent replay` + `finsent consume`: throughput, peak RSS, torch check
+    pipeline     the same with a tiny model, one daemon and one per core: the daemon's own ceiling
     latency      end-to-end latency percentiles at a fixed offered load below saturation
     ceiling      the model's multiply-adds over ORT's GEMM rate: the fastest any runtime could go here
     profile      cProfile of scoring, ORT's profiler by op type, py-spy of the daemon (not in --quick)
@@ -26,7 +27,7 @@ from bench import ceiling, corpus, e2e, report, scoring
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "BENCHMARKS.md"
-PARTS = ("baselines", "scoring", "e2e", "latency", "ceiling", "profile")
+PARTS = ("baselines", "scoring", "e2e", "pipeline", "latency", "ceiling", "profile")
 log = logging.getLogger("bench")
 
 
@@ -55,6 +56,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--latency-seconds", type=float, help="duration of the latency run (default 20; QUICK: 6)")
     p.add_argument("--threads", type=int, help="torch and ORT threads (default: all cores)")
+    p.add_argument(
+        "--daemons", type=int,
+        help="`finsent consume` processes in one group for the end-to-end row (default 1 on CPU; on a "
+        "GPU one per two cores, at most 8: one Python process cannot feed a GPU)",
+    )  # fmt: skip
+    p.add_argument(
+        "--pipeline-model", type=Path,
+        help="artifact for the pipeline part (default: a tiny model built once under <results>/run)",
+    )  # fmt: skip
+    p.add_argument(
+        "--pipeline-daemons",
+        help="comma list of process counts for the pipeline part (default: 1 and one per core, at most 8)",
+    )
     p.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="JSON output folder")
     p.add_argument("--doc", type=Path, default=DOC, help="markdown file whose results block is rewritten")
     p.add_argument("--no-doc", action="store_true", help="do not touch the markdown file")
@@ -137,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     provider, deployed = ("cuda", "fp16") if gpu else ("cpu", "int8")
     n = args.n or (300 if args.quick else (20000 if gpu else 4000))
     batch = args.batch or (1024 if gpu else 256)
+    if args.daemons is None:
+        from models.runtime import cpu_cores
+
+        args.daemons = min(8, max(1, cpu_cores() // 2)) if gpu else 1
+    if args.daemons < 1:
+        raise SystemExit(f"--daemons must be >= 1, got {args.daemons}")
     artifact = load_artifact(args.model)
     checkpoint = find_checkpoint(artifact, args.checkpoint)
     results: dict[str, Any] = {
@@ -212,12 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         log.info("end to end: %d messages through broker + daemon (%s/%s)", n, provider, deployed)
         extra = ["--batch-max-messages", str(batch)]
         row = e2e.throughput(
-            messages, model=args.model, provider=provider, variant=deployed, workdir=work, extra=extra
+            messages, model=args.model, provider=provider, variant=deployed, workdir=work, extra=extra,
+            daemons=args.daemons,
+        )  # fmt: skip
+        procs = f", {args.daemons} daemons" if args.daemons > 1 else ""
+        row["settings"] = (
+            f"{provider}/{deployed}, micro-batch ≤ {batch}, {max(3, args.daemons)} partitions{procs}"
         )
-        row["settings"] = f"{provider}/{deployed}, micro-batch ≤ {batch}, 3 partitions"
         row["notes"] = e2e_notes(row)
         results["rows"].append(row)
-        if not args.quick:
+        if not args.quick and args.daemons == 1:
             # The same run with one batch at a time: what overlapping scoring with publishing gives.
             log.info("end to end, one batch at a time (--no-overlap)")
             serial = e2e.throughput(
@@ -232,6 +256,24 @@ def main(argv: list[str] | None = None) -> int:
                 + e2e_notes(serial),
             )
             results["rows"].append(serial)
+
+    if "pipeline" in parts:
+        counts = pipeline_daemons(args.pipeline_daemons)
+        tiny = args.pipeline_model or pipeline_model(work / "pipeline-model")
+        what = f"`{args.pipeline_model}`" if args.pipeline_model else "a 2-layer, 64-wide model"
+        for k in counts:
+            log.info("end to end with a tiny model (the daemon's own ceiling), %d daemon(s)", k)
+            row = e2e.throughput(
+                messages, model=tiny, provider="cpu", variant="int8", workdir=work,
+                extra=["--batch-max-messages", str(batch)], daemons=k,
+            )  # fmt: skip
+            row.update(
+                name="finsent end to end, pipeline only" + (f" ({k} daemons)" if k > 1 else ""),
+                kind="e2e-pipeline",
+                settings=f"{what} (cpu/int8), micro-batch ≤ {batch}, {max(3, k)} partitions",
+                notes=f"{k} `finsent consume` process{'es' if k > 1 else ''} in one group; " + e2e_notes(row),
+            )
+            results["rows"].append(row)
 
     if "latency" in parts:
         e2e_rate = next((r["msgs_per_s"] for r in results["rows"] if r["kind"] == "e2e"), None)
@@ -282,11 +324,42 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def pipeline_daemons(given: str | None) -> list[int]:
+    """Process counts for the pipeline part: given as "1,4", else 1 and one per core (at most 8)."""
+    from models.runtime import cpu_cores
+
+    if given:
+        try:
+            counts = sorted({int(x) for x in given.split(",") if x.strip()})
+        except ValueError:
+            raise SystemExit(f"--pipeline-daemons: expected numbers like 1,2; got {given!r}") from None
+        if not counts or counts[0] < 1:
+            raise SystemExit(f"--pipeline-daemons: counts must be >= 1; got {given!r}")
+        return counts
+    return sorted({1, min(cpu_cores(), 8)})
+
+
+def pipeline_model(root: Path) -> Path:
+    """A tiny model (2 layers of 64, trained for seconds) whose scoring costs next to nothing, so
+    the end-to-end rate measures the daemon itself: Kafka client, JSON, records, stories, the
+    aggregate stage. Built once per results folder (about 15 s); torch is needed only to build it."""
+    done = root / "artifact.txt"
+    if done.is_file() and (Path(done.read_text().strip()) / "manifest.json").is_file():
+        return Path(done.read_text().strip())
+    from tests.support.tiny_models import build_tiny_artifact
+
+    log.info("pipeline: building the tiny model in %s", root)
+    path = build_tiny_artifact(root)
+    done.write_text(str(path))
+    return path
+
+
 def e2e_notes(row: dict[str, Any]) -> str:
     from models.runtime import cpu_cores
 
     busy = row.get("daemon_cores_busy")
-    cores = f"; the daemon kept {busy:.2f} of {cpu_cores()} cores busy" if busy is not None else ""
+    who = "the daemons" if row.get("daemons", 1) > 1 else "the daemon"
+    cores = f"; {who} kept {busy:.2f} of {cpu_cores()} cores busy" if busy is not None else ""
     return f"first consume → last commit; peak RSS {row['peak_rss_bytes'] / 2**20:,.0f} MiB{cores}"
 
 

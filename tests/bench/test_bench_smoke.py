@@ -114,6 +114,24 @@ def test_end_to_end_and_latency_run_through_broker_and_daemon(tmp_path: Path, ti
     assert lat["scored"] == lat["n"] == 60 and 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]
 
 
+@pytest.mark.integration
+def test_the_pipeline_part_runs_one_and_two_daemons_in_one_group(
+    tmp_path: Path, tiny_with_checkpoint, tiny_artifact: Path
+) -> None:
+    model, ckpt = tiny_with_checkpoint
+    res = _run(tmp_path, model, ckpt, "e2e,pipeline", "--pipeline-model", str(tiny_artifact),
+               "--pipeline-daemons", "1,2")  # fmt: skip
+    rows = {r["daemons"]: r for r in res["rows"] if r["kind"] == "e2e-pipeline"}
+    assert set(rows) == {1, 2}
+    for k, row in rows.items():
+        # every input handled across the group (a rebalance while both join may re-deliver a batch:
+        # at least once), in a window from the first input to the last commit
+        assert row["handled"] >= 48 and row["seconds"] > 0 and row["torch_loaded"] is False, k
+    assert "(2 daemons)" in rows[2]["name"] and "2 `finsent consume` processes" in rows[2]["notes"]
+    doc = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "The daemon's own ceiling" in doc and "2 processes" in doc
+
+
 def test_cores_busy_is_cpu_seconds_per_wall_second_between_samples() -> None:
     from bench.e2e import Monitor
 
