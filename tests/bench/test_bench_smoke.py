@@ -213,3 +213,14 @@ def test_five_times_baseline_a_is_judged_only_where_the_ceiling_allows_it(
     assert rows["end to end ≥ 50% of the arithmetic ceiling"]["met"] is (e2e / ceiling >= 0.5)
     table = report.render_targets(targets(results))
     assert any("does not apply here" in line for line in table) is (met is None)
+
+
+def test_pipeline_daemon_counts_are_read_or_default_to_one_and_one_per_core() -> None:
+    from bench.run import pipeline_daemons
+    from models.runtime import cpu_cores
+
+    assert pipeline_daemons("2,1, 2") == [1, 2]
+    assert pipeline_daemons(None) == sorted({1, min(cpu_cores(), 8)})
+    for bad in ("0,2", "one", ","):
+        with pytest.raises(SystemExit, match="--pipeline-daemons"):
+            pipeline_daemons(bad)
