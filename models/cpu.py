@@ -43,6 +43,15 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return ""
 
 
+# The targets optimum's `AutoQuantizationConfig` has for CPUs, and "auto": the machine at hand.
+INT8_TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
+
+
+def resolve_int8_target(target: str) -> str:
+    """`target` itself, or for "auto" this machine's (`quantization_target`)."""
+    return quantization_target(isa_features(cpu_flags())) if target == "auto" else target
+
+
 def quantization_target(features: tuple[str, ...], machine: str | None = None) -> str:
     """The ISA name optimum's `AutoQuantizationConfig` takes for these features: arm64, avx512_vnni,
     avx512 or avx2 (the last also for a CPU with none of them: the most portable)."""

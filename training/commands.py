@@ -332,6 +332,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_int8_args(p: argparse.ArgumentParser) -> None:
+    from models.cpu import INT8_TARGETS
     from training.export import INT8_MODES, ExportOptions
     from training.int8_static import CALIBRATION_METHODS
 
@@ -348,6 +349,14 @@ def _add_int8_args(p: argparse.ArgumentParser) -> None:
         choices=CALIBRATION_METHODS,
         default=d.calibration,
         help="static int8: how activation ranges are chosen from the calibration texts (default: %(default)s)",
+    )
+    p.add_argument(
+        "--int8-isa",
+        choices=("auto", *INT8_TARGETS),
+        default=d.int8_isa,
+        help="the CPU the int8 graph is made for: optimum's AutoQuantizationConfig for it sets the weight "
+        "and activation types (auto: this machine's); default %(default)s, u8s8, which CPUs without VNNI "
+        "run as fast as their own u8u8",
     )
 
 
@@ -413,6 +422,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         progress=not args.no_progress,
         int8=args.int8,
         calibration=args.calibration,
+        int8_isa=args.int8_isa,
     )
 
 
@@ -457,8 +467,9 @@ def run_export(args: argparse.Namespace) -> int:
     from training.export import ExportOptions
 
     options = ExportOptions(
-        opset=args.opset, optimize=not args.no_optimize, int8=args.int8, calibration=args.calibration
-    )
+        opset=args.opset, optimize=not args.no_optimize, int8=args.int8, calibration=args.calibration,
+        int8_isa=args.int8_isa,
+    )  # fmt: skip
     export_checkpoint(
         Path(args.checkpoint), Path(args.out), valid=args.valid, columns=_columns(args), options=options
     )

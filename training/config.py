@@ -111,6 +111,7 @@ class TrainConfig:
     checkpoint_dir: str | None = None  # also save the PyTorch weights here (for `finsent export`)
     int8: str = "dynamic"  # export: "dynamic" | "static" (training.export.ExportOptions)
     calibration: str = "minmax"  # export, static int8: minmax | entropy | percentiles
+    int8_isa: str = "avx512_vnni"  # export: the CPU the int8 graph is made for (ExportOptions.int8_isa)
 
     def resolved_base_model(self) -> str:
         return self.base_model or default_base_model()

@@ -20,6 +20,7 @@ import numpy as np
 
 from models.artifact import INPUT_NAMES, OUTPUT_NAMES, VARIANT_FILES
 from models.batching import pad
+from models.cpu import INT8_TARGETS, resolve_int8_target
 from models.errors import ArtifactError, ConfigError, ExportValidationError
 from models.runtime import ModelSession
 from training.int8_static import CALIBRATION_METHODS
@@ -45,6 +46,11 @@ class ExportOptions:
     # docs/BENCHMARKS.md) or "static" (QDQ, ranges calibrated on training texts)
     int8: str = "dynamic"
     calibration: str = "minmax"  # static only: minmax | entropy | percentiles
+    # The CPU the int8 graph is made for: optimum's `AutoQuantizationConfig` for it sets the weight and
+    # activation types ("auto": the exporting machine's). An artifact is served on other machines
+    # than the one that exported it, so the default is the format int8 pays on: u8s8 for VNNI,
+    # which AVX2 CPUs run as fast as their own u8u8 (docs/BENCHMARKS.md).
+    int8_isa: str = "avx512_vnni"
     calibration_rows: int = 256  # training texts the activation statistics are observed on
     # smoothing strengths fit_int8 tries at each plan (training/smoothing.py); None: no smoothing
     smooth_alphas: tuple[float | None, ...] = (None, 0.5, 0.8)
@@ -59,6 +65,10 @@ class ExportOptions:
             )
         if self.int8 not in INT8_MODES:
             raise ConfigError(f"int8 mode must be one of {', '.join(INT8_MODES)}, got {self.int8!r}")
+        if self.int8_isa not in ("auto", *INT8_TARGETS):
+            raise ConfigError(
+                f"int8 target must be auto or one of {', '.join(INT8_TARGETS)}, got {self.int8_isa!r}"
+            )
         if self.calibration not in CALIBRATION_METHODS:
             raise ConfigError(
                 f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.calibration!r}"
@@ -175,35 +185,55 @@ def _layer_of(node_name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def quantize_int8(fp32: Path, dst: Path, fp32_layers: int, also_fp32: Sequence[str] = ()) -> int:
+def quantize_int8(
+    fp32: Path, dst: Path, fp32_layers: int, also_fp32: Sequence[str] = (), isa: str = "avx512_vnni"
+) -> int:
     """Dynamic int8 (per-channel weights) of the encoder's per-token projections, except those in
     the lowest `fp32_layers` encoder layers and the nodes named in `also_fp32`; returns how many
-    nodes stayed fp32.
+    nodes stayed fp32. optimum's `ORTQuantizer` does it, with the `AutoQuantizationConfig` of `isa`
+    (for avx512_vnni the graph ONNX Runtime's `quantize_dynamic` writes, byte for byte).
 
     The two heads always stay fp32: they run once per message (nothing to gain), and quantising
     the pooled vector with one scale per batch flipped predictions of near-tied topics on its
     own. The quantizer first rewrites each Gemm into a MatMul named `<gemm>_MatMul`, which is
     the name `nodes_to_exclude` has to carry.
     """
+    import shutil
+    import tempfile
+
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    from training.int8_static import typed_graph
 
     graph = onnx.load(str(fp32))
     exclude = _lowest_layers(graph, fp32_layers) + list(also_fp32)
-    exclude += [f"{n.name}_MatMul" for n in graph.graph.node if n.op_type == "Gemm"]
-    quantize_dynamic(
-        str(fp32),
-        str(dst),
-        weight_type=QuantType.QInt8,
+    heads = [f"{n.name}_MatMul" for n in graph.graph.node if n.op_type == "Gemm"]
+    config = getattr(AutoQuantizationConfig, isa)(
+        is_static=False,
         per_channel=True,
-        nodes_to_exclude=exclude,
+        nodes_to_exclude=exclude + heads,
         # the per-token work only: embeddings (a lookup) gain nothing from int8 arithmetic
-        op_types_to_quantize=["MatMul", "Attention"],
-        # the fused contrib ops (Attention, SkipLayerNormalization) have no shape inference in
-        # onnx, so the quantizer must be told their outputs are float
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        operators_to_quantize=["MatMul", "Attention"],
     )
-    return len(exclude)
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        # the fused contrib ops have no ONNX type inference: typed, the quantizer sees their
+        # outputs as the float tensors they are (else it skips every activation after them)
+        onnx.save(typed_graph(graph), str(Path(tmp) / "model.onnx"))
+        quantizer = ORTQuantizer.from_pretrained(Path(tmp), file_name="model.onnx")
+        quantizer.quantize(config, save_dir=Path(tmp) / "out", file_suffix=None)  # writes out/model.onnx
+        shutil.move(str(Path(tmp) / "out" / "model.onnx"), str(dst))
+    return len(exclude) + len(heads)
+
+
+def _weight_type(isa: str, static: bool) -> str:
+    """ "int8" or "uint8": the weight type optimum's configuration for `isa` asks for."""
+    from onnxruntime.quantization import QuantType
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    config = getattr(AutoQuantizationConfig, isa)(is_static=static, per_channel=True)
+    return "int8" if config.weights_dtype == QuantType.QInt8 else "uint8"
 
 
 def _projections(graph: Any, layer: int) -> list[str]:
@@ -223,7 +253,12 @@ def _lowest_layers(graph: Any, fp32_layers: int) -> list[str]:
 
 
 def quantize_int8_static(
-    fp32: Path, dst: Path, fp32_layers: int, ranges: dict[str, Any], also_fp32: Sequence[str] = ()
+    fp32: Path,
+    dst: Path,
+    fp32_layers: int,
+    ranges: dict[str, Any],
+    also_fp32: Sequence[str] = (),
+    isa: str = "avx512_vnni",
 ) -> int:
     """Static QDQ int8 (`training.int8_static`) of the encoder's MatMuls outside the lowest
     `fp32_layers` layers; returns how many layer nodes stayed fp32. The heads are Gemm nodes, which
@@ -233,7 +268,7 @@ def quantize_int8_static(
     from training.int8_static import quantize_static_int8
 
     exclude = _lowest_layers(onnx.load(str(fp32)), fp32_layers) + list(also_fp32)
-    quantize_static_int8(fp32, dst, exclude, ranges)
+    quantize_static_int8(fp32, dst, exclude, ranges, isa)
     return len(exclude)
 
 
@@ -312,11 +347,13 @@ def fit_int8(
     layers = {layer for n in onnx.load(str(fp32)).graph.node if (layer := _layer_of(n.name)) is not None}
     n_layers = max(layers) + 1 if layers else 0
     rows = list(calibration or [])[: options.calibration_rows]
-    how: dict[str, Any] = {"mode": options.int8, "calibration_rows": len(rows)}
+    isa = resolve_int8_target(options.int8_isa)
+    how: dict[str, Any] = {"mode": options.int8, "calibration_rows": len(rows), "isa": isa}
+    how["weights"] = _weight_type(isa, static=options.int8 == "static")
     if options.int8 == "static":
-        from training.int8_static import calibration_ranges, isa_target
+        from training.int8_static import calibration_ranges
 
-        how.update(calibration=options.calibration, isa=isa_target())
+        how.update(calibration=options.calibration)
     alphas: list[float | None] = [None]
     if rows:  # smoothing needs activation statistics, from the calibration texts
         alphas += [a for a in options.smooth_alphas if a is not None]
@@ -331,13 +368,13 @@ def fit_int8(
             scratch.append(sources[alpha])
             smooth_graph(fp32, sources[alpha], maxima, alpha, _layer_of)
         if options.int8 != "static":
-            nodes = quantize_int8(sources[alpha], out, keep, also)
+            nodes = quantize_int8(sources[alpha], out, keep, also, isa)
         else:
             if alpha not in ranges:
                 ranges[alpha] = calibration_ranges(
                     sources[alpha], rows, options.calibration, workdir=dst.parent, pad_id=pad_id
                 )
-            nodes = quantize_int8_static(sources[alpha], out, keep, ranges[alpha], also)
+            nodes = quantize_int8_static(sources[alpha], out, keep, ranges[alpha], also, isa)
         unfuse_file(out)  # the graph the CPU runs, so the agreement below is measured on it
         return nodes
 

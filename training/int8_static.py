@@ -1,8 +1,8 @@
 """Static (QDQ) int8: activation ranges calibrated once on training texts, weights per channel.
 
 optimum does the parts it has: `AutoCalibrationConfig` (minmax / entropy / percentiles) and
-`ORTQuantizer.fit` collect the activation ranges; `AutoQuantizationConfig` for the CPU's ISA
-(`models.cpu.quantization_target`) gives the weight and activation types. The graph is then
+`ORTQuantizer.fit` collect the activation ranges; `AutoQuantizationConfig` for the target CPU
+(`ExportOptions.int8_isa`) gives the weight and activation types. The graph is then
 rewritten by ONNX Runtime's `QDQQuantizer` with those settings, because `ORTQuantizer.quantize`
 (optimum-onnx 0.1.0) fixes the quantizer's extra options and two are needed here:
 `OpTypesToExcludeOutputQuantization` (without it each MatMul's output is requantised to 8 bits
@@ -22,13 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from models.cpu import cpu_flags, isa_features, quantization_target
 from models.errors import ConfigError
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentiles")
 
 
-def _typed(model: Any) -> Any:
+def typed_graph(model: Any) -> Any:
     """The graph with an element type on every tensor: ONNX's shape inference, plus float for the
     outputs of Microsoft contrib ops it cannot infer (EmbedLayerNormalization's mask index is int32)."""
     from onnx import TensorProto, helper, shape_inference
@@ -89,7 +88,7 @@ def calibration_ranges(
     }
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         typed = Path(tmp) / "model.onnx"
-        onnx.save(_typed(onnx.load(str(fp32))), str(typed))
+        onnx.save(typed_graph(onnx.load(str(fp32))), str(typed))
         quantizer = ORTQuantizer.from_pretrained(Path(tmp), file_name=typed.name)
         ranges: dict[str, Any] = quantizer.fit(
             dataset=data,
@@ -101,16 +100,18 @@ def calibration_ranges(
     return ranges
 
 
-def quantize_static_int8(fp32: Path, dst: Path, exclude: Sequence[str], ranges: dict[str, Any]) -> None:
-    """QDQ int8 of every MatMul of `fp32` not in `exclude`, with calibrated `ranges`."""
+def quantize_static_int8(
+    fp32: Path, dst: Path, exclude: Sequence[str], ranges: dict[str, Any], isa: str = "avx512_vnni"
+) -> None:
+    """QDQ int8 of every MatMul of `fp32` not in `exclude`, with calibrated `ranges`, in the
+    types optimum's `AutoQuantizationConfig` gives the CPU `isa`."""
     import onnx
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    target = quantization_target(isa_features(cpu_flags()))
-    config = getattr(AutoQuantizationConfig, target)(is_static=True, per_channel=True)
+    config = getattr(AutoQuantizationConfig, isa)(is_static=True, per_channel=True)
     quantizer = QDQQuantizer(
-        _typed(onnx.load(str(fp32))),
+        typed_graph(onnx.load(str(fp32))),
         config.per_channel,
         config.reduce_range,
         config.weights_dtype,
@@ -128,7 +129,3 @@ def quantize_static_int8(fp32: Path, dst: Path, exclude: Sequence[str], ranges: 
     )
     quantizer.quantize_model()
     quantizer.model.save_model_to_file(str(dst))
-
-
-def isa_target() -> str:
-    return quantization_target(isa_features(cpu_flags()))

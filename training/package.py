@@ -84,7 +84,9 @@ def int8_card_lines(manifest: dict[str, Any]) -> list[str]:
             f"{plan.get('calibration_rows')} training texts for {plan.get('isa')}"
         )
     else:
-        how = "dynamic quantisation (activation scales computed per batch)"
+        how = "dynamic quantisation (activation scales computed per batch)" + (
+            f" for {plan['isa']}" if plan.get("isa") else ""
+        )
     if plan.get("smooth_alpha") is not None:
         how += (
             f", after smoothing (alpha {plan['smooth_alpha']}: activation outliers moved into the weights, "
@@ -93,7 +95,7 @@ def int8_card_lines(manifest: dict[str, Any]) -> list[str]:
     lines = [
         "## int8 variant",
         "",
-        f"`model.int8.onnx`: {how}; weights int8 per channel, the two heads fp32; "
+        f"`model.int8.onnx`: {how}; weights {plan.get('weights', 'int8')} per channel, the two heads fp32; "
         f"{plan.get('fp32_layers', 0)} of {plan.get('of_layers', '?')} encoder layers kept fp32 by the "
         "agreement gate (the lowest ones)"
         + (

@@ -557,6 +557,6 @@ def publish_result(
         ),
         Path(config.out),
         version=version,
-        options=ExportOptions(int8=config.int8, calibration=config.calibration),
+        options=ExportOptions(int8=config.int8, calibration=config.calibration, int8_isa=config.int8_isa),
         say=say,
     )

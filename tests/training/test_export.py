@@ -75,6 +75,58 @@ def test_int8_quantises_the_encoder_projections_and_leaves_the_heads_fp32(
     assert not quantised(tmp_path / "none.onnx")
 
 
+def test_optimum_writes_onnx_runtimes_own_dynamic_graph_for_vnni_and_uint8_weights_for_avx2(
+    exported: Exported, tmp_path: Path
+) -> None:
+    """`quantize_int8` goes through optimum's `ORTQuantizer` with the target CPU's
+    `AutoQuantizationConfig`; for the default target that is the graph ONNX Runtime's own
+    `quantize_dynamic` writes (what the export called before), weight for weight."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from training.export import quantize_int8
+
+    fp32 = exported.paths["fp32"]
+    heads = [f"{n.name}_MatMul" for n in onnx.load(str(fp32)).graph.node if n.op_type == "Gemm"]
+    quantize_dynamic(
+        str(fp32), str(tmp_path / "ort.onnx"), weight_type=QuantType.QInt8, per_channel=True,
+        nodes_to_exclude=heads, op_types_to_quantize=["MatMul", "Attention"],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )  # fmt: skip
+    quantize_int8(fp32, tmp_path / "vnni.onnx", fp32_layers=0, isa="avx512_vnni")
+    quantize_int8(fp32, tmp_path / "avx2.onnx", fp32_layers=0, isa="avx2")
+
+    def weights(path: Path) -> dict[str, np.ndarray]:
+        graph = onnx.load(str(path)).graph
+        return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+    ort, vnni, avx2 = (
+        weights(tmp_path / "ort.onnx"),
+        weights(tmp_path / "vnni.onnx"),
+        weights(tmp_path / "avx2.onnx"),
+    )
+    assert ort.keys() == vnni.keys() and all(np.array_equal(ort[k], vnni[k]) for k in ort)
+    ops = [[n.op_type for n in onnx.load(str(tmp_path / f)).graph.node] for f in ("ort.onnx", "vnni.onnx")]
+    assert ops[0] == ops[1] and "MatMulInteger" in ops[0]
+    quantised = [k for k in ort if k.endswith("_quantized")]
+    assert quantised and all(ort[k].dtype == np.int8 for k in quantised)
+    # u8u8 for AVX2 without VNNI: the same tensors, unsigned weights around zero point 128
+    assert all(avx2[k].dtype == np.uint8 for k in quantised)
+    assert all(avx2[k.replace("_quantized", "_zero_point")].min() > 0 for k in quantised)
+
+
+def test_the_int8_target_is_recorded_and_auto_is_this_machine(exported: Exported, tmp_path: Path) -> None:
+    from models.cpu import cpu_flags, isa_features, quantization_target
+    from training.export import fit_int8
+
+    rows = exported.encoded
+    plan = fit_int8(exported.paths["fp32"], tmp_path / "a.onnx", rows, 0, ExportOptions(int8_isa="avx2"), [])
+    assert plan["isa"] == "avx2" and plan["weights"] == "uint8"
+    assert min(plan["agreement"].values()) >= 0.99
+    auto = fit_int8(exported.paths["fp32"], tmp_path / "b.onnx", rows, 0, ExportOptions(int8_isa="auto"), [])
+    assert auto["isa"] == quantization_target(isa_features(cpu_flags()))
+    assert ExportOptions().int8_isa == "avx512_vnni"
+
+
 def test_one_named_projection_can_stay_fp32(exported: Exported, tmp_path: Path) -> None:
     from training.export import _projections, quantize_int8
 
@@ -182,6 +234,8 @@ def test_export_options_are_checked() -> None:
         ExportOptions(int8="fast")
     with pytest.raises(ConfigError, match="calibration method"):
         ExportOptions(int8="static", calibration="mean")
+    with pytest.raises(ConfigError, match="int8 target must be auto or one of avx512_vnni"):
+        ExportOptions(int8_isa="sse4")
 
 
 def test_static_int8_is_calibrated_qdq_and_passes_the_gate(exported: Exported, tmp_path: Path) -> None:
@@ -237,6 +291,9 @@ def test_model_card_says_how_int8_was_made() -> None:
     assert "1 of 6 encoder layers kept fp32" in text and "topic 99.50%, sentiment 100.00%" in text
     dynamic = {"mode": "dynamic", "fp32_layers": 2, "of_layers": 6}
     assert "dynamic quantisation" in "\n".join(int8_card_lines({"export_validation": {"int8_plan": dynamic}}))
+    avx2 = {**dynamic, "isa": "avx2", "weights": "uint8"}
+    card = "\n".join(int8_card_lines({"export_validation": {"int8_plan": avx2}}))
+    assert "per batch) for avx2; weights uint8 per channel" in card
     assert int8_card_lines({}) == []
     assert calibration_sample([str(i) for i in range(10)], 3) == ["0", "3", "6"]
     assert calibration_sample(["a"], 5) == ["a"]
