@@ -169,13 +169,18 @@ def _quiet_tools() -> Iterator[None]:
     """ONNX Runtime's optimizer and quantizer log every fusion and tensor at INFO (hundreds of
     lines, partly through the root logger); keep them out of the training output unless -v."""
     root = logging.getLogger()
-    saved = root.level
+    # optimum warns on every quantizer it opens that the graph has no Hugging Face config beside it,
+    # which this export never needs
+    optimum = logging.getLogger("optimum")
+    saved = root.level, optimum.level
     if not root.isEnabledFor(logging.DEBUG):
         root.setLevel(logging.WARNING)
+        optimum.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        root.setLevel(saved)
+        root.setLevel(saved[0])
+        optimum.setLevel(saved[1])
 
 
 def _layer_of(node_name: str) -> int | None:
