@@ -169,18 +169,13 @@ def _quiet_tools() -> Iterator[None]:
     """ONNX Runtime's optimizer and quantizer log every fusion and tensor at INFO (hundreds of
     lines, partly through the root logger); keep them out of the training output unless -v."""
     root = logging.getLogger()
-    # optimum warns on every quantizer it opens that the graph has no Hugging Face config beside it,
-    # which this export never needs
-    optimum = logging.getLogger("optimum")
-    saved = root.level, optimum.level
+    saved = root.level
     if not root.isEnabledFor(logging.DEBUG):
         root.setLevel(logging.WARNING)
-        optimum.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        root.setLevel(saved[0])
-        optimum.setLevel(saved[1])
+        root.setLevel(saved)
 
 
 def _layer_of(node_name: str) -> int | None:
@@ -207,10 +202,9 @@ def quantize_int8(
     import tempfile
 
     import onnx
-    from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    from training.int8_static import typed_graph
+    from training.int8_static import open_quantizer, typed_graph
 
     graph = onnx.load(str(fp32))
     exclude = _lowest_layers(graph, fp32_layers) + list(also_fp32)
@@ -226,7 +220,7 @@ def quantize_int8(
         # the fused contrib ops have no ONNX type inference: typed, the quantizer sees their
         # outputs as the float tensors they are (else it skips every activation after them)
         onnx.save(typed_graph(graph), str(Path(tmp) / "model.onnx"))
-        quantizer = ORTQuantizer.from_pretrained(Path(tmp), file_name="model.onnx")
+        quantizer = open_quantizer(Path(tmp), "model.onnx")
         quantizer.quantize(config, save_dir=Path(tmp) / "out", file_suffix=None)  # writes out/model.onnx
         shutil.move(str(Path(tmp) / "out" / "model.onnx"), str(dst))
     return len(exclude) + len(heads)

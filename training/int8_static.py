@@ -17,6 +17,7 @@ runs them as QAttention).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +53,21 @@ def typed_graph(model: Any) -> Any:
     return model
 
 
+def open_quantizer(directory: Path, file_name: str) -> Any:
+    """optimum's `ORTQuantizer` for a graph with no Hugging Face config beside it. None is needed
+    here, and optimum warns about it on every quantizer it opens (a dozen times per export), so
+    that one warning is kept out of the output. Its logger is set after the import, which resets it."""
+    from optimum.onnxruntime import ORTQuantizer
+
+    quiet = logging.getLogger("optimum.onnxruntime.quantization")
+    saved = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return ORTQuantizer.from_pretrained(directory, file_name=file_name)
+    finally:
+        quiet.setLevel(saved)
+
+
 def calibration_ranges(
     fp32: Path,
     encoded: Sequence[Sequence[int]],
@@ -62,7 +78,6 @@ def calibration_ranges(
     """Activation ranges of the MatMul inputs of `fp32`, observed on `encoded`, one text per run."""
     import datasets
     import onnx
-    from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoCalibrationConfig
 
     if method not in CALIBRATION_METHODS:
@@ -89,7 +104,7 @@ def calibration_ranges(
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         typed = Path(tmp) / "model.onnx"
         onnx.save(typed_graph(onnx.load(str(fp32))), str(typed))
-        quantizer = ORTQuantizer.from_pretrained(Path(tmp), file_name=typed.name)
+        quantizer = open_quantizer(Path(tmp), typed.name)
         ranges: dict[str, Any] = quantizer.fit(
             dataset=data,
             calibration_config=make[method](),
