@@ -185,6 +185,7 @@ class Daemon:
     log_path: Path
     extra: Sequence[str] = ()
     profile_out: Path | None = None
+    profile_gil: bool = False  # py-spy samples only the thread holding the interpreter lock
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     monitor: Monitor | None = None
@@ -198,7 +199,8 @@ class Daemon:
         ]  # fmt: skip
         if self.profile_out is not None:
             spy = Path(sys.executable).with_name("py-spy")
-            cmd = [str(spy), "record", "--format", "raw", "--rate", "250",
+            gil = ["--gil"] if self.profile_gil else []
+            cmd = [str(spy), "record", "--format", "raw", "--rate", "250", *gil,
                    "--output", str(self.profile_out), "--", *cmd]  # fmt: skip
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen(
@@ -279,6 +281,7 @@ def throughput(
     profile_out: Path | None = None,
     timeout_s: float = 900,
     daemons: int = 1,
+    profile_gil: bool = False,
 ) -> dict[str, Any]:
     """Pre-load, then time the daemon from its first consume to its last commit.
 
@@ -305,9 +308,10 @@ def throughput(
         replay(broker.bootstrap, feed, speed=None, log_path=workdir / "replay.log", partitions=partitions)
         count = n if daemons == 1 else None
         for log in logs:
-            running.append(
-                Daemon(broker.bootstrap, model, provider, variant, count, log, extra, profile_out).start()
+            daemon = Daemon(
+                broker.bootstrap, model, provider, variant, count, log, extra, profile_out, profile_gil
             )
+            running.append(daemon.start())
         if daemons == 1:
             rcs = [running[0].wait(timeout_s)]
         else:

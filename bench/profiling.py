@@ -9,7 +9,9 @@ summed by op type (MatMulInteger, DynamicQuantizeLinear, Attention, ...), beside
 the rest of `score`'s wall time measured around the same calls.
 
 Daemon: `py-spy record --format raw` samples every thread of the real `finsent consume` process
-(native ORT and tokenizer time show up under the Python frame that called them). Each sampled
+(native ORT and tokenizer time show up under the Python frame that called them); with `--gil`, on
+the pipeline part's tiny model, only the thread holding the interpreter lock: what bounds one
+process when the model is fast. Each sampled
 stack is put in the first category, in the order of `CATEGORIES`, whose pattern it contains, so a
 stack inside the ORT run called from the score stage counts as "session run", not as "score stage".
 """
@@ -39,6 +41,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("aggregate stage (fetch, JSON decode, fold, publish)", ("_agg_loop", "AggregateStage")),
     ("consumer fetch + record decode", ("poll_records", "collect_batch", "kafka/consumer/")),
     ("JSON decode + validation (parse_message)", ("parse_message",)),
+    ("story index (reprint grouping)", ("pipeline/stories.py",)),
     (
         "scored records: build + JSON encode",
         ("to_bytes", "to_dict (pipeline/scoring.py", "score_batch", "_record"),

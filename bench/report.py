@@ -195,6 +195,13 @@ def markdown(results: dict[str, Any]) -> str:
     if prof and prof.get("shares"):
         top = ", ".join(f"{k} {v:.1%}" for k, v in list(prof["shares"].items())[:5])
         lines.append(f"- Profile of the daemon (py-spy, busy samples of all threads): {top}.")
+    prof = results.get("profile_pipeline")
+    if prof and prof.get("shares"):
+        top = ", ".join(f"{k} {v:.1%}" for k, v in list(prof["shares"].items())[:6])
+        lines.append(
+            f"- Profile of the daemon's own work (py-spy --gil on the tiny-model run: samples of the thread "
+            f"holding the interpreter lock): {top}."
+        )
     prof = results.get("profile_scoring")
     if prof:
         parts = ", ".join(f"{k} {v:.1%}" for k, v in prof["shares"].items())

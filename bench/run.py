@@ -309,6 +309,19 @@ def main(argv: list[str] | None = None) -> int:
             extra=["--batch-max-messages", str(batch)], profile_out=out,
         )  # fmt: skip
         results["profile_daemon"] = {"msgs_per_s_under_pyspy": row["msgs_per_s"], **profiling.read_pyspy(out)}
+        if "pipeline" in parts:
+            # The same with the tiny model, sampling only the thread that holds the interpreter lock:
+            # where one process's own ceiling goes (the default's profile is mostly ORT).
+            log.info("profile: the daemon's own work (tiny model, py-spy --gil)")
+            out = work / "daemon-gil.pyspy.txt"
+            row = e2e.throughput(
+                messages, model=tiny, provider="cpu", variant="int8", workdir=work,
+                extra=["--batch-max-messages", str(batch)], profile_out=out, profile_gil=True,
+            )  # fmt: skip
+            results["profile_pipeline"] = {
+                "msgs_per_s_under_pyspy": row["msgs_per_s"],
+                **profiling.read_pyspy(out),
+            }
 
     results["targets"] = targets(results)
     results["loadavg_end"] = os.getloadavg()

@@ -224,3 +224,25 @@ def test_pipeline_daemon_counts_are_read_or_default_to_one_and_one_per_core() ->
     for bad in ("0,2", "one", ","):
         with pytest.raises(SystemExit, match="--pipeline-daemons"):
             pipeline_daemons(bad)
+
+
+def test_pyspy_stacks_are_put_in_the_first_matching_category_and_idle_ones_apart(tmp_path: Path) -> None:
+    from bench.profiling import read_pyspy
+
+    frames = {
+        "story": "run (threading.py:1);_finish (pipeline/stages.py:2);scored_records (pipeline/scoring.py:3);"
+        "assign_many (pipeline/stories.py:4)",
+        "record": "run (threading.py:1);_finish (pipeline/stages.py:2);to_bytes (pipeline/scoring.py:5)",
+        "ort": "run (threading.py:1);_run (models/runtime.py:6);run (onnxruntime/capi/x.py:7)",
+        "idle": "run (threading.py:1);wait (threading.py:8)",
+    }
+    counts = {"story": 6, "record": 3, "ort": 1, "idle": 40}
+    raw = tmp_path / "spy.txt"
+    raw.write_text("".join(f"{frames[k]} {n}\n" for k, n in counts.items()))
+    got = read_pyspy(raw)
+    assert got["busy_samples"] == 10 and got["idle_samples"] == 40
+    assert got["shares"] == {
+        "story index (reprint grouping)": 0.6,
+        "scored records: build + JSON encode": 0.3,
+        "ORT session run": 0.1,
+    }
