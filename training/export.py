@@ -204,7 +204,7 @@ def quantize_int8(
     import onnx
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    from training.int8_static import open_quantizer, typed_graph
+    from training.quantizer import open_quantizer, typed_graph
 
     graph = onnx.load(str(fp32))
     exclude = _lowest_layers(graph, fp32_layers) + list(also_fp32)
@@ -227,7 +227,7 @@ def quantize_int8(
 
 
 def _weight_type(isa: str, static: bool) -> str:
-    """ "int8" or "uint8": the weight type optimum's configuration for `isa` asks for."""
+    """The weight type, "int8" or "uint8", that optimum's configuration for `isa` asks for."""
     from onnxruntime.quantization import QuantType
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
