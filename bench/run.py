@@ -67,7 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument(
         "--pipeline-daemons",
-        help="comma list of process counts for the pipeline part (default: 1 and one per core, at most 8)",
+        help="comma list of process counts for the pipeline part (default: 1 and one per core, at most 8; "
+        "QUICK: 1)",
     )
     p.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="JSON output folder")
     p.add_argument("--doc", type=Path, default=DOC, help="markdown file whose results block is rewritten")
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             results["rows"].append(serial)
 
     if "pipeline" in parts:
-        counts = pipeline_daemons(args.pipeline_daemons)
+        counts = pipeline_daemons(args.pipeline_daemons, args.quick)
         tiny = args.pipeline_model or pipeline_model(work / "pipeline-model")
         what = f"`{args.pipeline_model}`" if args.pipeline_model else "a 2-layer, 64-wide model"
         for k in counts:
@@ -337,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def pipeline_daemons(given: str | None) -> list[int]:
-    """Process counts for the pipeline part: given as "1,4", else 1 and one per core (at most 8)."""
+def pipeline_daemons(given: str | None, quick: bool = False) -> list[int]:
+    """Process counts for the pipeline part: given as "1,4", else 1 and one per core (at most 8;
+    QUICK: 1)."""
     from models.runtime import cpu_cores
 
     if given:
@@ -349,7 +351,7 @@ def pipeline_daemons(given: str | None) -> list[int]:
         if not counts or counts[0] < 1:
             raise SystemExit(f"--pipeline-daemons: counts must be >= 1; got {given!r}")
         return counts
-    return sorted({1, min(cpu_cores(), 8)})
+    return [1] if quick else sorted({1, min(cpu_cores(), 8)})
 
 
 def pipeline_model(root: Path) -> Path:

@@ -221,6 +221,7 @@ def test_pipeline_daemon_counts_are_read_or_default_to_one_and_one_per_core() ->
 
     assert pipeline_daemons("2,1, 2") == [1, 2]
     assert pipeline_daemons(None) == sorted({1, min(cpu_cores(), 8)})
+    assert pipeline_daemons(None, quick=True) == [1] and pipeline_daemons("1,2", quick=True) == [1, 2]
     for bad in ("0,2", "one", ","):
         with pytest.raises(SystemExit, match="--pipeline-daemons"):
             pipeline_daemons(bad)
