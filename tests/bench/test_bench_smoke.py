@@ -119,7 +119,7 @@ def test_the_pipeline_part_runs_one_and_two_daemons_in_one_group(
     tmp_path: Path, tiny_with_checkpoint, tiny_artifact: Path
 ) -> None:
     model, ckpt = tiny_with_checkpoint
-    res = _run(tmp_path, model, ckpt, "e2e,pipeline", "--pipeline-model", str(tiny_artifact),
+    res = _run(tmp_path, model, ckpt, "pipeline", "--pipeline-model", str(tiny_artifact),
                "--pipeline-daemons", "1,2")  # fmt: skip
     rows = {r["daemons"]: r for r in res["rows"] if r["kind"] == "e2e-pipeline"}
     assert set(rows) == {1, 2}
