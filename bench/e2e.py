@@ -335,8 +335,6 @@ def throughput(
     seconds = last_commit - first
     batches = sum(m.get("finsent_batch_size_count{}", 0.0) for m in metrics)
     busy = [d.monitor.cores_busy(first, last_commit) for d in running if d.monitor is not None]
-    one = running[0]
-    assert one.monitor is not None
     label = f" ({daemons} daemons)" if daemons > 1 else ""
     return {
         "name": f"finsent end to end {provider}/{variant}{label}"
