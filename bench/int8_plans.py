@@ -35,7 +35,7 @@ def agreement(artifact: Path, texts: Sequence[str], sub_batch: int) -> dict[str,
 def refused(scorer: Scorer) -> Scorer:
     """`scorer` with its session rebuilt the way ONNX Runtime builds it by default, which fuses the
     plain Add + LayerNormalization and Add + Gelu of the CPU graphs back into SkipLayerNormalization
-    and BiasGelu (training/unfuse.py): same file, same int8 plan, only those kernels differ."""
+    and BiasGelu (training/fusions.py): same file, same int8 plan, only those kernels differ."""
     import onnxruntime as ort
 
     from models.runtime import session_options

@@ -381,7 +381,7 @@ def session_options(ort: Any, provider: str, threads: int | None) -> Any:
 # ONNX Runtime's graph fusions kept off on the CPU: its fused SkipLayerNormalization and BiasGelu
 # kernels are slower there than the Add + LayerNormalization and Add + Gelu they replace (together
 # about 20% of the int8 model's CPU time; docs/BENCHMARKS.md, "Plain ops instead of two fused ones").
-# The export writes the CPU variants with the plain ops (training/unfuse.py); without this list the
+# The export writes the CPU variants with the plain ops (training/fusions.py); without this list the
 # session would fuse them back at load. Graphs exported fused before that keep their fused nodes.
 CPU_UNFUSED = ("SkipLayerNormFusion", "BiasGeluFusion")
 

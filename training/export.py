@@ -24,7 +24,6 @@ from models.cpu import INT8_TARGETS, resolve_int8_target
 from models.errors import ArtifactError, ConfigError, ExportValidationError
 from models.runtime import ModelSession
 from training.int8_static import CALIBRATION_METHODS
-from training.unfuse import unfuse_file
 
 log = logging.getLogger(__name__)
 
@@ -103,22 +102,6 @@ def export_raw(model: Any, path: Path, opset: int) -> None:
         )
 
 
-def _optimizer_model(raw: Path, encoder_config: Any, optimize: bool) -> Any:
-    """The raw graph with ONNX Runtime's transformer fusions (attention, layer norm, gelu) applied."""
-    import onnx
-    from onnxruntime.transformers.onnx_model import OnnxModel
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    if not optimize:
-        return OnnxModel(onnx.load(str(raw)))
-    return optimize_model(
-        str(raw),
-        model_type="bert",
-        num_heads=int(getattr(encoder_config, "num_attention_heads", 0)),
-        hidden_size=int(getattr(encoder_config, "hidden_size", 0)),
-    )
-
-
 def write_variants(
     model: Any,
     directory: Path,
@@ -129,38 +112,37 @@ def write_variants(
     report: dict[str, Any] | None = None,
     calibration: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, Path]:
-    """Write model.onnx (fp32, fused), model.fp16.onnx and model.int8.onnx into `directory`.
+    """Write model.onnx (fp32, for the CPU), model.fp16.onnx (for CUDA) and model.int8.onnx (for the
+    CPU) into `directory`; the graphs are optimised per target by optimum (`training.fusions`).
 
     With `encoded` validation rows, int8 keeps as many of the lowest encoder layers in fp32 as it
     needs to agree with fp32 (see `fit_int8`); `report` receives that plan. `calibration` (training
     texts, tokenized) is what int8's smoothing and static ranges are measured on.
     """
-    import onnx
-    from onnxruntime.transformers.onnx_model import OnnxModel
+    from training.fusions import optimize_graph, plain_graphs
 
     directory.mkdir(parents=True, exist_ok=True)
     raw = directory / RAW_FILE
     export_raw(model, raw, options.opset)
-    paths: dict[str, Path] = {}
-    with _quiet_tools():
-        fused = _optimizer_model(raw, model.encoder.config, options.optimize)
-    paths["fp32"] = directory / VARIANT_FILES["fp32"]
-    fused.save_model_to_file(str(paths["fp32"]))
-    raw.unlink()
+    paths: dict[str, Path] = {"fp32": directory / VARIANT_FILES["fp32"]}
     if "fp16" in options.variants:
-        half = OnnxModel(onnx.load(str(paths["fp32"])))
-        # fp32 inputs/outputs: callers feed and read the same arrays whatever the variant.
-        half.convert_float_to_float16(keep_io_types=True)
         paths["fp16"] = directory / VARIANT_FILES["fp16"]
-        half.save_model_to_file(str(paths["fp16"]))
+    try:
+        with _quiet_tools():
+            if not options.optimize:
+                plain_graphs(raw, paths["fp32"], paths.get("fp16"))
+            else:
+                optimize_graph(raw, model.encoder.config, paths["fp32"], "cpu")
+                if "fp16" in paths:
+                    optimize_graph(raw, model.encoder.config, paths["fp16"], "cuda")
+    finally:
+        raw.unlink(missing_ok=True)
     if "int8" in options.variants:
         paths["int8"] = directory / VARIANT_FILES["int8"]
         with _quiet_tools():
             plan = fit_int8(paths["fp32"], paths["int8"], encoded, pad_id, options, calibration)
         if report is not None:
             report["int8"] = plan
-    # last, once fp16 and int8 have been made from the fused graph: the CPU runs fp32 unfused too
-    unfuse_file(paths["fp32"])
     return paths
 
 
@@ -374,7 +356,6 @@ def fit_int8(
                     sources[alpha], rows, options.calibration, workdir=dst.parent, pad_id=pad_id
                 )
             nodes = quantize_int8_static(sources[alpha], out, keep, ranges[alpha], also, isa)
-        unfuse_file(out)  # the graph the CPU runs, so the agreement below is measured on it
         return nodes
 
     def rates_of(out: Path) -> dict[str, float]:
