@@ -130,9 +130,10 @@ def test_two_daemons_in_one_group_count_every_message_once(
     direct = direct_tiny
     bs = kafka_broker.bootstrap
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    # The idle limit must outlast the second member's start-up and the rebalance it causes (slow on a
-    # loaded 2-core CI box); the idle clock itself pauses while partitions are revoked.
-    args = consume_args(bs, tiny_artifact, "--metrics-port", "0", "--exit-when-idle", "30")
+    # The feed starts only once both members hold partitions in both groups (below), and the idle
+    # clock restarts at each assignment and pauses while partitions are revoked: the limit only has
+    # to outlast gaps in a running feed, and each member waits it out once at the end.
+    args = consume_args(bs, tiny_artifact, "--metrics-port", "0", "--exit-when-idle", "12")
     procs = [start_consume(logs[0], *args)]
     try:
         wait_for_log(logs[0], "aggregate stage: partitions assigned", timeout=90)
