@@ -243,7 +243,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_column_args(p, label_map=False)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: %(default)s)")
-    p.add_argument("--no-optimize", action="store_true", help="skip ONNX Runtime's transformer fusions")
+    p.add_argument(
+        "--no-optimize", action="store_true", help="skip the transformer fusions (optimum's ORTOptimizer)"
+    )
     _add_int8_args(p)
     p.set_defaults(handler=run_export)
 

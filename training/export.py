@@ -119,7 +119,7 @@ def write_variants(
     needs to agree with fp32 (see `fit_int8`); `report` receives that plan. `calibration` (training
     texts, tokenized) is what int8's smoothing and static ranges are measured on.
     """
-    from training.fusions import optimize_graph, plain_graphs
+    from training.fusions import optimize_graph, plain_graphs, supported
 
     directory.mkdir(parents=True, exist_ok=True)
     raw = directory / RAW_FILE
@@ -127,9 +127,18 @@ def write_variants(
     paths: dict[str, Path] = {"fp32": directory / VARIANT_FILES["fp32"]}
     if "fp16" in options.variants:
         paths["fp16"] = directory / VARIANT_FILES["fp16"]
+    optimize = options.optimize
+    if optimize and not supported(model.encoder.config):
+        # after a whole fine-tune, an unfused graph is better than none: it is correct, only slower
+        log.warning(
+            "optimum's ORTOptimizer does not know encoders of type %r: exporting without transformer "
+            "fusions (correct, slower on the CPU)",
+            getattr(model.encoder.config, "model_type", None),
+        )
+        optimize = False
     try:
         with _quiet_tools():
-            if not options.optimize:
+            if not optimize:
                 plain_graphs(raw, paths["fp32"], paths.get("fp16"))
             else:
                 optimize_graph(raw, model.encoder.config, paths["fp32"], "cpu")

@@ -127,3 +127,19 @@ def test_no_optimize_keeps_the_exporters_graph_and_halves_it_for_cuda(
     assert {o.type.tensor_type.elem_type for o in graph.output} == {onnx.TensorProto.FLOAT}
     probs = _run(cpu, **session_kwargs("cpu"))
     np.testing.assert_allclose([p.sum(axis=1) for p in probs], 1.0, atol=1e-5)
+
+
+def test_an_encoder_type_optimum_does_not_know_still_exports_unfused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.support.tiny_models import tiny_encoder
+    from training.export import ExportOptions, write_variants
+    from training.model import TwoHeadClassifier
+
+    model = TwoHeadClassifier(tiny_encoder(), n_topics=3, n_sentiments=3).eval()
+    model.encoder.config.model_type = "my-encoder"
+    with caplog.at_level("WARNING", logger="training.export"):
+        paths = write_variants(model, tmp_path, ExportOptions(variants=("fp32",)))
+    assert "'my-encoder'" in caplog.text and "without transformer fusions" in caplog.text
+    assert not _ops(paths["fp32"]) & {"Attention", "EmbedLayerNormalization"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # the raw graph is not left behind
