@@ -67,9 +67,10 @@ def test_the_cpu_graph_is_fused_except_the_two_plain_ops(raw: tuple[Path, Any], 
 
 
 def test_the_cuda_graph_is_fully_fused_fp16_with_fp32_inputs_and_outputs(
-    raw: tuple[Path, Any], tmp_path: Path
+    raw: tuple[Path, Any], tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     cuda = optimize_graph(*raw, tmp_path / "cuda.onnx", "cuda")
+    assert "CUDAExecutionProvider" not in capfd.readouterr().err  # made without opening a CUDA session
     graph = onnx.load(str(cuda)).graph
     assert {"Attention", "EmbedLayerNormalization"} | FUSED <= {n.op_type for n in graph.node}
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)
